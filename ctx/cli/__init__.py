@@ -1,0 +1,43 @@
+"""The ``ctx`` command line: one module per command group, heavy imports inside the commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ctx.cli._output import CtxGroup
+
+app = typer.Typer(
+    cls=CtxGroup,
+    help="ctx: production context infrastructure for LLM applications.\n\n"
+    "Ingest sources, assemble token-budgeted context windows, and replay any of them by trace id.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", envvar="CTX_CONFIG", help="Path to ctx.toml (default: ./ctx.toml if present)."
+    ),
+) -> None:
+    ctx.obj = {"config": config}
+
+
+def _register() -> None:
+    from ctx.cli import admin, bench, demo, ingest, query, traces
+
+    for module in (admin, ingest, query, traces, demo, bench):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,113 @@
+"""``ctx init``, ``ctx sources``, ``ctx status`` and ``ctx doctor``."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import typer
+
+from ctx.cli._output import err, print_json
+from ctx.cli._ws import workspace
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def init(
+        ctx: typer.Context,
+        directory: Path = typer.Argument(Path("."), help="Where to write ctx.toml."),
+        force: bool = typer.Option(False, "--force", help="Overwrite an existing ctx.toml."),
+    ) -> None:
+        """Write a starter ctx.toml and create the home directory.
+
+        Example: ctx init && ctx ingest
+        """
+        target = directory / "ctx.toml"
+        if target.exists() and not force:
+            from ctx.errors import UserError
+
+            raise UserError(f"{target} exists (use --force to overwrite)")
+        directory.mkdir(parents=True, exist_ok=True)
+        target.write_text(resources.files("ctx").joinpath("starter.toml").read_text(encoding="utf-8"))
+        (directory / "docs").mkdir(exist_ok=True)
+        err(f"wrote {target}; put documents in {directory / 'docs'} and run `ctx ingest`")
+
+    @app.command()
+    def sources(
+        ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
+    ) -> None:
+        """List configured sources with their tier, criticality, counts and freshness.
+
+        Example: ctx sources --json
+        """
+        rows = workspace(ctx).sources()
+        if as_json:
+            print_json(rows)
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table()
+        for column in ("source", "kind", "mode", "freshness", "criticality", "docs", "chunks", "quarantined",
+                       "staleness"):
+            table.add_column(column)
+        for r in rows:
+            if r["staleness_s"] is None:
+                fresh = "[red]never synced[/]"
+            else:
+                colour = "red" if r["stale"] else "green"
+                fresh = f"[{colour}]{r['staleness_s']:.0f}s / {r['max_staleness_s']:.0f}s[/]"
+            table.add_row(r["name"], r["kind"], r["mode"], r["freshness"], r["criticality"], str(r["documents"]),
+                          str(r["chunks"]), str(r["quarantined"]), fresh)
+        Console().print(table)
+
+    @app.command()
+    def status(
+        ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
+    ) -> None:
+        """Show the home, store sizes, and each source's freshness against its threshold.
+
+        Example: ctx status
+        """
+        data = workspace(ctx).status()
+        if as_json:
+            print_json(data)
+            return
+        from rich.console import Console
+
+        console = Console()
+        console.print(f"home      {data['home']}")
+        console.print(f"config    {data['config'] or '(defaults)'}")
+        console.print(f"embedder  {data['embedder']}")
+        console.print(
+            f"stored    {data['documents']} documents · {data['chunks']} chunks · "
+            f"{data['vectors'] if data['vectors'] is not None else '-'} vectors · {data['versions']} versions · "
+            f"{data['quarantined']} quarantined · {data['traces']} traces"
+        )
+        for s in data["sources"]:
+            state = "never synced" if s["staleness_s"] is None else f"{s['staleness_s']:.0f}s old"
+            flag = "[red]stale[/]" if s["stale"] else "[green]fresh[/]"
+            err_line = f" · last error: {s['last_error']}" if s["last_error"] else ""
+            console.print(f"source    {s['name']}: {flag} ({state}, limit {s['max_staleness_s']:.0f}s){err_line}")
+
+    @app.command()
+    def doctor(
+        ctx: typer.Context,
+        repair: bool = typer.Option(False, "--repair", help="Fix drift: re-embed missing vectors, drop orphans."),
+        as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    ) -> None:
+        """Check the tiers against SQLite (the source of truth) and optionally repair them.
+
+        Example: ctx doctor --repair
+        """
+        report = workspace(ctx).doctor(repair)
+        if as_json:
+            print_json(report.to_dict())
+        else:
+            for check in report.checks:
+                mark = "[green]ok[/]  " if check["ok"] else "[red]FAIL[/]"
+                err(f"{mark} {check['check']}: {check['detail']}")
+            for what, n in report.repaired.items():
+                err(f"[green]repaired[/] {what}: {n}")
+        if not report.ok and not report.repaired:
+            raise typer.Exit(1)

@@ -1,0 +1,64 @@
+"""``ctx demo``: ingest the bundled fixtures into a home of its own and show an assembled context."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from ctx.cli._output import err, print_json, write_exact
+from ctx.errors import ConfigError
+
+DEMO_QUERY = "A customer was charged twice and wants a refund. What is our refund policy and what should I check?"
+
+
+def fixtures_dir() -> Path:
+    """The demo corpus: packaged in the wheel as ctx/_fixtures, or the repository's fixtures/."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_fixtures", here.parent / "fixtures"):
+        if (candidate / "demo.toml").exists():
+            return candidate
+    raise ConfigError("", "the demo fixtures are not installed with this copy of ctx")
+
+
+def demo_home(env: dict[str, str]) -> Path:
+    base = Path(env["CTX_HOME"]) if env.get("CTX_HOME") else Path.cwd() / ".ctx"
+    return (base / "demo").resolve()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def demo(
+        query: str = typer.Option(DEMO_QUERY, "--query", "-q", help="The request to assemble."),
+        tenant: str = typer.Option("acme", "--tenant", "-t", help="Whose tickets and records may appear."),
+        budget: int = typer.Option(1500, "--budget", "-b", help="Token budget."),
+        as_json: bool = typer.Option(False, "--json", help="Print the ingest summary and the context as JSON."),
+    ) -> None:
+        """Ingest the bundled demo corpus (docs, tickets, customers) and assemble a context.
+
+        Example: ctx demo --query "how do I rotate an API key?"
+        """
+        from ctx.cli.ingest import print_summary, run_ingest
+        from ctx.settings import load_settings
+        from ctx.workspace import Workspace
+
+        env = dict(os.environ)
+        home = demo_home(env)
+        env["CTX_HOME"] = str(home)
+        ws = Workspace(load_settings(fixtures_dir() / "demo.toml", env), env)
+        if not as_json:
+            err(f"[b]ctx demo[/] · home {home}")
+        summary = run_ingest(ws, None, as_json)
+        if not as_json:
+            print_summary(summary)
+        request = ws.request(query, budget, None, None, ws.filters(None, tenant, None))
+        context = ws.assemble(request)
+        if as_json:
+            print_json({"home": str(home), "ingest": summary.to_dict(), "assemble": context.to_dict()})
+            return
+        err(f"\n[b]assembled context[/] for tenant {tenant!r}: {query}\n")
+        write_exact(context.rendered)
+        err(f"\n[b]trace[/] {context.trace_id} · {context.tokens}/{budget} tokens · {len(context.blocks)} blocks · "
+            f"{len(context.degradations)} degradations · {context.timings['total_ms']:.1f} ms")
+        err(f"replay it:  CTX_CONFIG={fixtures_dir() / 'demo.toml'} CTX_HOME={home} ctx replay {context.trace_id}")

@@ -1,0 +1,1 @@
+"""Ingestion: sources yield records; validation, dedup and sync turn them into documents."""

@@ -1,0 +1,1 @@
+"""Observation: traces of every assembled context, and their replay."""

@@ -1,0 +1,106 @@
+"""Traces: every assembled context is stored with its request, candidates, timings and exact bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from uuid6 import uuid7
+
+from ctx.errors import NotFound, UserError
+from ctx.store.catalog import Catalog, now_iso
+
+
+def new_trace_id() -> str:
+    """UUIDv7: time-ordered, so ids sort by creation and list newest-first cheaply."""
+    return str(uuid7())
+
+
+@dataclass
+class TraceRecord:
+    id: str
+    created_at: str
+    request: dict[str, Any]
+    config_fingerprint: str
+    candidates: list[dict[str, Any]]
+    timings: dict[str, float]
+    tokens: int
+    budget: int
+    model: str
+    format: str
+    encoding: str
+    rendered: bytes
+    degradations: list[dict[str, Any]]
+    replay_of: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        kept = sum(1 for c in self.candidates if c.get("kept"))
+        return {
+            "id": self.id, "created_at": self.created_at, "query": self.request.get("query"),
+            "tokens": self.tokens, "budget": self.budget, "model": self.model, "format": self.format,
+            "kept": kept, "candidates": len(self.candidates), "degradations": len(self.degradations),
+            "total_ms": round(self.timings.get("total_ms", 0.0), 2), "replay_of": self.replay_of,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary(), "request": self.request, "config_fingerprint": self.config_fingerprint,
+            "encoding": self.encoding, "timings": self.timings, "candidates": self.candidates,
+            "degradations": self.degradations, "context": self.rendered.decode("utf-8"),
+            "context_sha256": hashlib.sha256(self.rendered).hexdigest(),
+        }
+
+
+class TraceStore:
+    def __init__(self, catalog: Catalog) -> None:
+        self.db = catalog.db
+
+    def write(self, trace: TraceRecord) -> None:
+        self.db["traces"].insert(
+            {
+                "id": trace.id, "created_at": trace.created_at, "query": trace.request.get("query", ""),
+                "request": json.dumps(trace.request, sort_keys=True),
+                "config_fingerprint": trace.config_fingerprint,
+                "candidates": zlib.compress(json.dumps(trace.candidates).encode()),
+                "timings": json.dumps(trace.timings), "tokens": trace.tokens, "budget": trace.budget,
+                "model": trace.model, "format": trace.format, "encoding": trace.encoding,
+                "rendered": zlib.compress(trace.rendered, 6),
+                "rendered_sha256": hashlib.sha256(trace.rendered).hexdigest(),
+                "degradations": json.dumps(trace.degradations), "replay_of": trace.replay_of,
+            }
+        )
+
+    def get(self, trace_id: str) -> TraceRecord:
+        trace_id = trace_id.strip()
+        rows = list(self.db.query("select * from traces where id = ?", [trace_id]))
+        if not rows and len(trace_id) >= 8:  # a unique prefix is enough, as with git
+            rows = list(self.db.query("select * from traces where id like ? limit 2", [trace_id + "%"]))
+            if len(rows) > 1:
+                raise UserError(f"trace id prefix {trace_id!r} is ambiguous")
+        if not rows:
+            raise NotFound(f"no trace with id {trace_id!r}")
+        return _from_row(rows[0])
+
+    def recent(self, limit: int = 20) -> list[TraceRecord]:
+        return [_from_row(r) for r in self.db.query("select * from traces order by id desc limit ?", [limit])]
+
+
+def _from_row(row: dict[str, Any]) -> TraceRecord:
+    rendered = zlib.decompress(row["rendered"])
+    if hashlib.sha256(rendered).hexdigest() != row["rendered_sha256"]:
+        raise NotFound(f"trace {row['id']} is corrupt: stored context does not match its checksum")
+    return TraceRecord(
+        id=row["id"], created_at=row["created_at"], request=json.loads(row["request"]),
+        config_fingerprint=row["config_fingerprint"],
+        candidates=json.loads(zlib.decompress(row["candidates"])), timings=json.loads(row["timings"]),
+        tokens=row["tokens"], budget=row["budget"], model=row["model"], format=row["format"],
+        encoding=row["encoding"], rendered=rendered, degradations=json.loads(row["degradations"]),
+        replay_of=row["replay_of"],
+    )
+
+
+def created_now() -> str:
+    return now_iso()

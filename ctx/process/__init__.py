@@ -1,0 +1,1 @@
+"""Processing: structure-aware chunking, enrichment and embedding. Knows no HTTP or CLI."""

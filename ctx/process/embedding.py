@@ -1,0 +1,76 @@
+"""The Embedder role, and the cache that makes identical text embed once across documents and runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors. ``model_id`` names the model and its version."""
+
+    model_id: str
+    dimension: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class CachedEmbedder:
+    """Wraps an Embedder with a diskcache keyed by (model id, content hash), embedding in batches.
+
+    ``embedded`` counts texts that really went through the model, and ``seconds`` the time
+    spent there, so the ingest summary can show embedding work apart from the rest.
+    """
+
+    def __init__(self, inner: Embedder, cache_dir: Path, batch_size: int = 32) -> None:
+        import diskcache
+
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dimension = inner.dimension
+        self.batch_size = batch_size
+        self.cache = diskcache.Cache(str(cache_dir), size_limit=4 * 2**30)
+        self.embedded = 0
+        self.seconds = 0.0
+
+    def embed_hashed(
+        self, items: Sequence[tuple[str, str]], progress: Callable[[int], None] | None = None
+    ) -> list[np.ndarray]:
+        """Vectors for (content_hash, text) pairs, in order; only cache misses reach the model."""
+        vectors: list[np.ndarray | None] = []
+        missing: dict[str, str] = {}
+        for content_hash, text in items:
+            raw = self.cache.get(f"{self.model_id}:{content_hash}")
+            if raw is None:
+                missing.setdefault(content_hash, text)
+                vectors.append(None)
+            else:
+                vectors.append(np.frombuffer(raw, dtype=np.float32))
+        fresh: dict[str, np.ndarray] = {}
+        pending = list(missing.items())
+        for i in range(0, len(pending), self.batch_size):
+            batch = pending[i : i + self.batch_size]
+            started = time.perf_counter()
+            out = np.asarray(self.inner.embed([t for _, t in batch]), dtype=np.float32)
+            self.seconds += time.perf_counter() - started
+            self.embedded += len(batch)
+            with self.cache.transact():
+                for (content_hash, _), vector in zip(batch, out, strict=True):
+                    fresh[content_hash] = vector
+                    self.cache.set(f"{self.model_id}:{content_hash}", vector.tobytes())
+            if progress:
+                progress(len(batch))
+        return [v if v is not None else fresh[h] for v, (h, _) in zip(vectors, items, strict=True)]
+
+    def embed_query(self, text: str) -> np.ndarray:
+        import hashlib
+
+        return self.embed_hashed([(hashlib.sha256(text.encode()).hexdigest(), text)])[0]
+
+    def close(self) -> None:
+        self.cache.close()

@@ -1,0 +1,1 @@
+"""Storage tiers: SQLite (the source of truth), Chroma (vectors), diskcache (hot caches)."""

@@ -1,0 +1,210 @@
+"""The SQLite catalog (via sqlite-utils): sources, documents and their versions, chunks + FTS5,
+quarantine, ingest runs and traces. It is the source of truth every other tier is checked against."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from ctx.models import Chunk, Document
+from ctx.store.schema import migrations
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(slots=True)
+class Existing:
+    id: str
+    content_hash: str
+    version: int
+
+
+@dataclass(slots=True)
+class DocumentWrite:
+    """A new or changed document with everything processing produced for it."""
+
+    doc: Document
+    version: int
+    summary: str
+    chunks: list[Chunk]
+    token_count: int
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = Database(path)
+        self.db.execute("PRAGMA busy_timeout = 10000")
+        self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints, crash-safe
+        migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- sources and runs -------------------------------------------------------------------
+
+    def upsert_source(self, row: dict[str, Any]) -> None:
+        self.db["sources"].upsert(row, pk="name", alter=False)
+
+    def source_rows(self) -> dict[str, dict[str, Any]]:
+        return {row["name"]: row for row in self.db["sources"].rows}
+
+    def start_run(self, run_id: str, sources: list[str], model_id: str) -> None:
+        self.db["ingest_runs"].insert(
+            {"id": run_id, "started_at": now_iso(), "status": "running", "sources": json.dumps(sources),
+             "model_id": model_id}
+        )
+
+    def finish_run(self, run_id: str, status: str, counts: dict[str, Any], seconds: float,
+                   embed_seconds: float, error: str | None = None) -> None:
+        self.db["ingest_runs"].update(
+            run_id,
+            {"finished_at": now_iso(), "status": status, "counts": json.dumps(counts), "seconds": seconds,
+             "embed_seconds": embed_seconds, "error": error},
+        )
+
+    # --- documents and chunks ---------------------------------------------------------------
+
+    def existing(self, source: str) -> dict[str, Existing]:
+        rows = self.db.execute(
+            "select key, id, content_hash, version from documents where source = ?", [source]
+        ).fetchall()
+        return {key: Existing(doc_id, content_hash, version) for key, doc_id, content_hash, version in rows}
+
+    def write_documents(self, run_id: str, writes: list[DocumentWrite]) -> list[str]:
+        """Write documents, their versions and chunks in one transaction; returns replaced chunk ids."""
+        stamp = now_iso()
+        ids = [w.doc.id for w in writes]
+        with self.db.atomic():
+            old = self._chunk_ids_of(ids)
+            self._delete_chunks_of(ids)
+            self.db["documents"].upsert_all(
+                (
+                    {
+                        "id": w.doc.id, "source": w.doc.source, "key": w.doc.key, "tenant": w.doc.tenant,
+                        "title": w.doc.title, "format": w.doc.format, "content_hash": w.doc.content_hash,
+                        "version": w.version, "summary": w.summary, "token_count": w.token_count,
+                        "chunk_count": len(w.chunks), "metadata": json.dumps(w.doc.metadata, default=str),
+                        "updated_at": stamp, "run_id": run_id,
+                    }
+                    for w in writes
+                ),
+                pk="id",
+            )
+            self.db.execute(
+                "update documents set created_at = ? where created_at is null and id in (%s)"
+                % ",".join("?" * len(ids)), [stamp, *ids],
+            )
+            self.db["document_versions"].insert_all(
+                (
+                    {
+                        "doc_id": w.doc.id, "version": w.version, "source": w.doc.source, "key": w.doc.key,
+                        "content_hash": w.doc.content_hash, "title": w.doc.title, "text": w.doc.text,
+                        "metadata": json.dumps(w.doc.metadata, default=str), "run_id": run_id,
+                        "created_at": stamp,
+                    }
+                    for w in writes
+                ),
+                pk=("doc_id", "version"),
+                replace=True,
+            )
+            self.db["chunks"].insert_all(
+                (
+                    {
+                        "id": c.id, "doc_id": c.doc_id, "source": w.doc.source, "tenant": w.doc.tenant,
+                        "version": w.version, "ordinal": c.ordinal, "heading": " › ".join(c.heading_path),
+                        "text": c.text, "start": c.start, "end": c.end, "token_count": c.token_count,
+                        "heading_path": json.dumps(c.heading_path), "content_hash": c.content_hash,
+                        "run_id": run_id,
+                    }
+                    for w in writes
+                    for c in w.chunks
+                ),
+                pk="id",
+                batch_size=500,
+            )
+        new = {c.id for w in writes for c in w.chunks}
+        return [cid for cid in old if cid not in new]
+
+    def delete_documents(self, doc_ids: list[str]) -> list[str]:
+        """Remove documents and their chunks (FTS follows by trigger); versions stay for lineage."""
+        if not doc_ids:
+            return []
+        stamp = now_iso()
+        with self.db.atomic():
+            old = self._chunk_ids_of(doc_ids)
+            self._delete_chunks_of(doc_ids)
+            marks = ",".join("?" * len(doc_ids))
+            self.db.execute(
+                f"update document_versions set deleted_at = ? where deleted_at is null and doc_id in ({marks})",
+                [stamp, *doc_ids],
+            )
+            self.db.execute(f"delete from documents where id in ({marks})", doc_ids)
+        return old
+
+    def _chunk_ids_of(self, doc_ids: list[str]) -> list[str]:
+        out: list[str] = []
+        for i in range(0, len(doc_ids), 500):
+            part = doc_ids[i : i + 500]
+            out += [r[0] for r in self.db.execute(
+                "select id from chunks where doc_id in (%s)" % ",".join("?" * len(part)), part
+            )]
+        return out
+
+    def _delete_chunks_of(self, doc_ids: list[str]) -> None:
+        for i in range(0, len(doc_ids), 500):
+            part = doc_ids[i : i + 500]
+            self.db.execute("delete from chunks where doc_id in (%s)" % ",".join("?" * len(part)), part)
+
+    def chunk_ids(self) -> set[str]:
+        return {r[0] for r in self.db.execute("select id from chunks")}
+
+    def chunks_for_embedding(self, chunk_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
+        ids = list(chunk_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            yield from self.db.query(
+                "select id, doc_id, source, tenant, version, content_hash, text from chunks where id in (%s)"
+                % ",".join("?" * len(part)), part,
+            )
+
+    # --- quarantine ---------------------------------------------------------------------------
+
+    def quarantine(self, run_id: str, source: str, record_id: str, reason: str, raw: str | None) -> None:
+        self.db["quarantine"].insert(
+            {"run_id": run_id, "source": source, "record_id": record_id, "reason": reason,
+             "raw": (raw or "")[:2000], "created_at": now_iso()}
+        )
+
+    # --- counts for status ----------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        q = {
+            "documents": "select count(*) from documents",
+            "chunks": "select count(*) from chunks",
+            "versions": "select count(*) from document_versions",
+            "quarantined": "select count(*) from quarantine",
+            "traces": "select count(*) from traces",
+            "runs": "select count(*) from ingest_runs",
+        }
+        return {name: self.db.execute(sql).fetchone()[0] for name, sql in q.items()}
+
+    def per_source_counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for source, docs, chunks in self.db.execute(
+            "select source, count(*), coalesce(sum(chunk_count), 0) from documents group by source"
+        ):
+            out[source] = {"documents": docs, "chunks": chunks, "quarantined": 0}
+        for source, n in self.db.execute("select source, count(*) from quarantine group by source"):
+            out.setdefault(source, {"documents": 0, "chunks": 0, "quarantined": 0})["quarantined"] = n
+        return out

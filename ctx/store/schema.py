@@ -1,0 +1,71 @@
+"""The catalog's schema as ordered migrations; a new home and an old one converge on the same tables."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("ctx")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db["sources"].create(
+        {
+            "name": str, "kind": str, "config_hash": str, "freshness": str, "max_staleness": float,
+            "criticality": str, "mode": str, "last_sync_at": str, "last_success_at": str, "last_error": str,
+        },
+        pk="name",
+    )
+    db["ingest_runs"].create(
+        {
+            "id": str, "started_at": str, "finished_at": str, "status": str, "sources": str,
+            "counts": str, "seconds": float, "embed_seconds": float, "model_id": str, "error": str,
+        },
+        pk="id",
+    )
+    db["documents"].create(
+        {
+            "id": str, "source": str, "key": str, "tenant": str, "title": str, "format": str,
+            "content_hash": str, "version": int, "summary": str, "token_count": int, "chunk_count": int,
+            "metadata": str, "created_at": str, "updated_at": str, "run_id": str,
+        },
+        pk="id",
+    )
+    db["documents"].create_index(["source", "key"], unique=True)
+    db["document_versions"].create(
+        {
+            "doc_id": str, "version": int, "source": str, "key": str, "content_hash": str, "title": str,
+            "text": str, "metadata": str, "run_id": str, "created_at": str, "deleted_at": str,
+        },
+        pk=("doc_id", "version"),
+    )
+    db["chunks"].create(
+        {
+            "id": str, "doc_id": str, "source": str, "tenant": str, "version": int, "ordinal": int,
+            "heading": str, "text": str, "start": int, "end": int, "token_count": int,
+            "heading_path": str, "content_hash": str, "run_id": str,
+        },
+        pk="id",
+    )
+    db["chunks"].create_index(["doc_id"])
+    # External-content FTS5 kept in step by triggers, so a chunk write and its index entry
+    # commit in the same transaction.
+    db["chunks"].enable_fts(["heading", "text"], fts_version="FTS5", create_triggers=True, tokenize="porter")
+    db["quarantine"].create(
+        {
+            "id": int, "run_id": str, "source": str, "record_id": str, "reason": str, "raw": str,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["quarantine"].create_index(["source"])
+    db["traces"].create(
+        {
+            "id": str, "created_at": str, "query": str, "request": str, "config_fingerprint": str,
+            "candidates": bytes, "timings": str, "tokens": int, "budget": int, "model": str, "format": str,
+            "encoding": str, "rendered": bytes, "rendered_sha256": str, "degradations": str,
+            "replay_of": str,
+        },
+        pk="id",
+    )

@@ -1,0 +1,218 @@
+"""A workspace: one home, its settings and stores. The public Python API, and what the CLI calls."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ctx import plugins
+from ctx.assemble.assembler import AssembledContext, AssembleRequest, Assembler
+from ctx.errors import ConfigError, UserError
+from ctx.ingest.source import FetchContext
+from ctx.models import Hit
+from ctx.observe.replay import RerunReport, compare
+from ctx.observe.traces import TraceRecord, TraceStore, new_trace_id
+from ctx.pipeline import IngestRun, IngestSummary, Processor, Progress, source_row
+from ctx.retrieve.hybrid import Filters, Retriever
+from ctx.settings import Settings, find_config, load_settings
+from ctx.store.catalog import Catalog
+
+
+class Workspace:
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.env = dict(os.environ if env is None else env)
+        assert settings.home is not None
+        self.home: Path = settings.home
+
+    @classmethod
+    def open(cls, config: str | Path | None = None, env: Mapping[str, str] | None = None) -> Workspace:
+        env = dict(os.environ if env is None else env)
+        return cls(load_settings(find_config(config, env), env), env)
+
+    # --- stores, opened on first use so light commands stay light ---------------------------------
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return Catalog(self.home / "catalog.db")
+
+    @cached_property
+    def embedder(self) -> Any:
+        name = self.settings.embedding.embedder
+        factories = plugins.embedders()
+        if name not in factories:
+            raise ConfigError("embedding.embedder", f"unknown embedder {name!r} (known: {', '.join(sorted(factories))})")
+        inner = factories[name](self.model_dir)
+        if inner.dimension == 0:
+            return None
+        from ctx.process.embedding import CachedEmbedder
+
+        return CachedEmbedder(inner, self.home / "cache" / "embeddings", self.settings.embedding.batch_size)
+
+    @property
+    def model_dir(self) -> Path:
+        configured = self.settings.embedding.model_dir
+        return Path(configured) if configured else self.home / "models"
+
+    @cached_property
+    def vectors(self) -> Any:
+        if self.embedder is None:
+            return None
+        from ctx.store.vectors import ChromaVectors
+
+        return ChromaVectors(self.home / "vectors", self.embedder.model_id)
+
+    @cached_property
+    def traces(self) -> TraceStore:
+        return TraceStore(self.catalog)
+
+    def close(self) -> None:
+        if "embedder" in self.__dict__ and self.embedder is not None:
+            self.embedder.close()
+        if "catalog" in self.__dict__:
+            self.catalog.close()
+
+    # --- ingest ----------------------------------------------------------------------------------
+
+    def ingest(self, names: list[str] | None = None, progress: Progress | None = None) -> IngestSummary:
+        configured = self.settings.sources
+        if not configured:
+            raise UserError("no sources configured: add a [sources.NAME] table to ctx.toml (see ctx.toml.example)")
+        unknown = [n for n in names or [] if n not in configured]
+        if unknown:
+            raise UserError(f"unknown source {unknown[0]!r} (configured: {', '.join(configured)})")
+        chosen = names or list(configured)
+        from ctx.process.chunking import Chunker
+
+        chunking = self.settings.chunking
+        processor = Processor(
+            Chunker(chunking.max_tokens, chunking.overlap_tokens, chunking.encoding),
+            self._summarizer(), chunking.encoding,
+        )
+        run_id = new_trace_id()
+        model_id = self.embedder.model_id if self.embedder else "none"
+        summary = IngestSummary(run_id, model_id)
+        started = time.perf_counter()
+        embed_before = self.embedder.seconds if self.embedder else 0.0
+        self.catalog.start_run(run_id, chosen, model_id)
+        run = IngestRun(self.catalog, self.vectors, self.embedder, processor, run_id, progress)
+        previous = self.catalog.source_rows()
+        kinds = plugins.source_kinds()
+        for name in chosen:
+            cfg = configured[name]
+            result = run.sync_source(name, kinds[cfg.kind], cfg, FetchContext(name, self.env))
+            summary.sources.append(result)
+            self.catalog.upsert_source(
+                source_row(name, cfg, result, previous.get(name), self.settings.fingerprint("sources"))
+            )
+        summary.seconds = time.perf_counter() - started
+        summary.embed_seconds = (self.embedder.seconds if self.embedder else 0.0) - embed_before
+        if self.vectors is not None and self.vectors.count() != self.catalog.counts()["chunks"]:
+            summary.warnings.append("vector count differs from chunk count: run `ctx doctor --repair`")
+        self.catalog.finish_run(run_id, "ok" if summary.ok else "partial", summary.totals(), summary.seconds,
+                                summary.embed_seconds, "; ".join(s.error for s in summary.sources if s.error) or None)
+        return summary
+
+    def _summarizer(self) -> Any:
+        name = self.settings.enrichment.summarizer
+        found = plugins.summarizers()
+        if name not in found:
+            raise ConfigError("enrichment.summarizer", f"unknown summarizer {name!r} (known: {', '.join(sorted(found))})")
+        return found[name]
+
+    # --- retrieval and assembly ------------------------------------------------------------------
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        r = self.settings.retrieval
+        return Retriever(self.catalog, self.vectors, self.embedder, r.candidates, r.rrf_k)
+
+    @cached_property
+    def assembler(self) -> Assembler:
+        a = self.settings.assembly
+        crit = {name: s.criticality.value for name, s in self.settings.sources.items()}
+        fingerprint = self.settings.fingerprint("chunking", "embedding", "retrieval", "assembly", "sources")
+        return Assembler(self.retriever, plugins.renderers(), crit, a.default_encoding, a.min_truncated_tokens,
+                         fingerprint)
+
+    def filters(self, sources: list[str] | None = None, tenant: str | None = None, path: str | None = None) -> Filters:
+        unknown = [s for s in sources or [] if s not in self.settings.sources]
+        if unknown:
+            raise UserError(f"unknown source {unknown[0]!r} (configured: {', '.join(self.settings.sources) or 'none'})")
+        return Filters(sources or None, tenant or None, path or None)
+
+    def search(self, query: str, filters: Filters | None = None, limit: int | None = None) -> list[Hit]:
+        if not query.strip():
+            raise UserError("the query is empty")
+        return self.retriever.search(query, filters or Filters(), limit or self.settings.retrieval.top_k).hits
+
+    def request(self, query: str, budget: int | None = None, model: str | None = None, fmt: str | None = None,
+                filters: Filters | None = None, top_k: int | None = None) -> AssembleRequest:
+        a = self.settings.assembly
+        fmt = fmt or a.format
+        if fmt not in plugins.renderers():
+            raise UserError(f"unknown format {fmt!r} (known: {', '.join(sorted(plugins.renderers()))})")
+        if budget is not None and budget < 0:
+            raise UserError("--budget must be 0 or more")
+        if not query.strip():
+            raise UserError("the query is empty")
+        return AssembleRequest(query, a.budget if budget is None else budget, model or a.model, fmt,
+                               filters or Filters(), top_k or self.settings.retrieval.top_k)
+
+    def assemble(self, request: AssembleRequest, replay_of: str | None = None) -> AssembledContext:
+        context, trace = self.assembler.assemble(request, replay_of)
+        self.traces.write(trace)
+        return context
+
+    def replay(self, trace_id: str) -> TraceRecord:
+        return self.traces.get(trace_id)
+
+    def rerun(self, trace_id: str) -> tuple[AssembledContext, RerunReport]:
+        old = self.traces.get(trace_id)
+        context = self.assemble(AssembleRequest.from_dict(old.request), replay_of=old.id)
+        return context, compare(old, self.traces.get(context.trace_id))
+
+    # --- state -------------------------------------------------------------------------------------
+
+    def sources(self) -> list[dict[str, Any]]:
+        rows = self.catalog.source_rows()
+        counts = self.catalog.per_source_counts()
+        now = datetime.now(UTC)
+        out = []
+        for name, cfg in self.settings.sources.items():
+            row = rows.get(name, {})
+            last = row.get("last_success_at")
+            staleness = (now - datetime.fromisoformat(last)).total_seconds() if last else None
+            out.append({
+                "name": name, "kind": cfg.kind, "freshness": cfg.freshness.value,
+                "max_staleness_s": cfg.staleness_limit, "criticality": cfg.criticality.value, "mode": cfg.mode,
+                "tenant_field": cfg.tenant_field, **counts.get(name, {"documents": 0, "chunks": 0, "quarantined": 0}),
+                "last_sync_at": row.get("last_sync_at"), "last_success_at": last, "last_error": row.get("last_error"),
+                "staleness_s": None if staleness is None else round(staleness, 1),
+                "stale": staleness is None or staleness > cfg.staleness_limit,
+            })
+        return out
+
+    def status(self) -> dict[str, Any]:
+        counts = self.catalog.counts()
+        vectors = self.vectors.count() if self.vectors is not None else None
+        return {
+            "home": str(self.home), "config": str(self.settings.config_path) if self.settings.config_path else None,
+            "embedder": self.settings.embedding.embedder, **counts, "vectors": vectors,
+            "sources": self.sources(), "plugins": plugins.plugin_names(),
+        }
+
+    def doctor(self, repair: bool = False) -> Any:
+        from ctx.store.doctor import diagnose
+
+        return diagnose(self.catalog, self.vectors, self.embedder, repair)
+
+
+def open_workspace(config: str | Path | None = None) -> Workspace:
+    """Open the workspace for ``config`` (or ./ctx.toml, or defaults), honouring CTX_HOME."""
+    return Workspace.open(config)

@@ -1,0 +1,110 @@
+"""Every test gets its own CTX_HOME, no installed third-party plugins, and no network but loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+
+os.environ["CTX_LOAD_PLUGINS"] = ""  # installed third-party plugins never load in tests
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _loopback(address: Any) -> bool:
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
+            raise OSError(f"network access blocked in tests: {address!r}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One unpacked model for the whole session: unpacking is per home otherwise."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(autouse=True)
+def ctx_env(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    home = tmp_path / "home"
+    monkeypatch.setenv("CTX_HOME", str(home))
+    monkeypatch.setenv("CTX_MODEL_DIR", str(model_dir))
+    monkeypatch.delenv("CTX_CONFIG", raising=False)
+    monkeypatch.delenv("CTX_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return {"CTX_HOME": str(home), "CTX_MODEL_DIR": str(model_dir)}
+
+
+class Result:
+    def __init__(self, exit_code: int, stdout: str, stderr: str, stdout_bytes: bytes) -> None:
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+        self.stdout_bytes = stdout_bytes
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def __repr__(self) -> str:
+        return f"<Result exit={self.exit_code} stderr={self.stderr[-2000:]!r}>"
+
+
+@pytest.fixture
+def ctx_cli() -> Callable[..., Result]:
+    """Runs the real CLI in-process (the model stays loaded between calls)."""
+    from ctx.cli import app
+
+    def run(*args: str, ok: bool = True) -> Result:
+        runner = CliRunner()
+        res = runner.invoke(app, list(args), catch_exceptions=False)
+        out = Result(res.exit_code, res.stdout, res.stderr, res.stdout_bytes)
+        if ok:
+            assert res.exit_code == 0, out
+        return out
+
+    return run
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    def write(text: str) -> Path:
+        path = tmp_path / "ctx.toml"
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def docs_dir(tmp_path: Path) -> Iterator[Path]:
+    """A small copy of the fixture docs that tests may edit."""
+    import shutil
+
+    target = tmp_path / "docs"
+    shutil.copytree(FIXTURES / "docs", target)
+    yield target
