@@ -17,7 +17,7 @@ def register_sources(register: Callable[[Any], None]) -> None:
 
 @hookspec
 def register_embedders(register: Callable[[str, Callable[..., Any]], None]) -> None:
-    """Register embedders: ``register(name, factory)``; ``factory(settings)`` returns an Embedder."""
+    """Register embedders: ``register(name, factory)``; ``factory(model_dir)`` returns an Embedder."""
 
 
 @hookspec

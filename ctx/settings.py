@@ -166,7 +166,7 @@ class Settings(Strict):
             kind = raw.get("kind")
             if kind is None:
                 raise _NamedError(f"sources.{name}.kind", "missing (one of: " + ", ".join(sorted(kinds)) + ")")
-            if kind not in kinds:
+            if not isinstance(kind, str) or kind not in kinds:
                 raise _NamedError(
                     f"sources.{name}.kind", f"unknown kind {kind!r} (known: {', '.join(sorted(kinds))})"
                 )

@@ -207,6 +207,11 @@ class Workspace:
             "sources": self.sources(), "plugins": plugins.plugin_names(),
         }
 
+    def quarantined(self, source: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        if source:
+            self.filters([source])  # the same one-line error for an unknown source as everywhere else
+        return self.catalog.quarantined(source, limit)
+
     def doctor(self, repair: bool = False) -> Any:
         from ctx.store.doctor import diagnose
 

@@ -7,8 +7,10 @@ import os
 import sys
 from typing import Any
 
-import click
+# typer vendors its own click: its exceptions are the ones raised here, not the click package's.
+from typer._click import exceptions as cli_errors
 import typer
+from typer._click.utils import echo
 from typer.core import TyperGroup
 
 from ctx.errors import CtxError
@@ -37,21 +39,43 @@ def write_exact(text: str) -> None:
 class CtxGroup(TyperGroup):
     """The one boundary where typed errors become one-line messages and exit codes."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except cli_errors.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except cli_errors.UsageError as exc:
+            # Click's default is usage + hint + error over several lines; one line is easier to act on.
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except cli_errors.ClickException as exc:
+            echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except CtxError as exc:
             if os.environ.get("CTX_DEBUG") == "1":
                 raise
-            click.echo(f"error: {exc}", err=True)
+            echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
-        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort):
+        except (typer.Exit, typer.Abort, cli_errors.ClickException):
             raise
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            echo("interrupted", err=True)
             raise typer.Exit(130) from None
         except Exception as exc:  # boundary: anything unexpected is still one line, unless debugging
             if os.environ.get("CTX_DEBUG") == "1":
                 raise
-            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (set CTX_DEBUG=1 for a traceback)", err=True)
+            echo(f"error: unexpected {type(exc).__name__}: {exc} (set CTX_DEBUG=1 for a traceback)", err=True)
             raise typer.Exit(1) from None

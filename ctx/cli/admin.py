@@ -91,6 +91,33 @@ def register(app: typer.Typer) -> None:
             console.print(f"source    {s['name']}: {flag} ({state}, limit {s['max_staleness_s']:.0f}s){err_line}")
 
     @app.command()
+    def quarantine(
+        ctx: typer.Context,
+        source: str = typer.Option(None, "--source", "-s", help="Only this source."),
+        limit: int = typer.Option(50, "--limit", "-n", min=1, max=100000, help="How many, newest first."),
+        as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    ) -> None:
+        """List quarantined records: which source, which record, why, and when.
+
+        Example: ctx quarantine --source tickets
+        """
+        rows = workspace(ctx).quarantined(source, limit)
+        if as_json:
+            print_json(rows)
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table()
+        for column in ("when", "source", "record", "reason"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            table.add_row(r["created_at"][:19], r["source"], r["record_id"], r["reason"])
+        Console().print(table)
+        if not rows:
+            err("nothing quarantined")
+
+    @app.command()
     def doctor(
         ctx: typer.Context,
         repair: bool = typer.Option(False, "--repair", help="Fix drift: re-embed missing vectors, drop orphans."),

@@ -52,7 +52,7 @@ def print_summary(summary: Any) -> None:
         if s.error:
             console.print(f"[red]source {s.source} failed:[/] {s.error} (its documents were left as they were)")
     if t["quarantined"]:
-        console.print("quarantined records: `ctx status --json` or the quarantine table in catalog.db")
+        console.print("quarantined records and reasons: `ctx quarantine`")
     for warning in summary.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
 

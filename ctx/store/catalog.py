@@ -186,6 +186,13 @@ class Catalog:
              "raw": (raw or "")[:2000], "created_at": now_iso()}
         )
 
+    def quarantined(self, source: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        where, params = ("where source = ?", [source]) if source else ("", [])
+        return list(self.db.query(
+            f"select id, run_id, source, record_id, reason, raw, created_at from quarantine {where} "
+            "order by id desc limit ?", [*params, limit],
+        ))
+
     # --- counts for status ----------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:

