@@ -1,9 +1,159 @@
-"""``ctx bench``: placeholder registration until the benchmark module lands."""
+"""``ctx bench``: a synthetic corpus in a fresh home; ingest, re-ingest, assembly latency and memory."""
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from ctx.cli._output import err, print_json
+
+
+class RichReporter:
+    """Progress bars and notes on stderr; silent with --json or when stderr is not a terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bars = not quiet and sys.stderr.isatty()
+
+    def generating(self, total: int) -> AbstractContextManager[Callable[[int], None]]:
+        self.note(f"generating {total:,} markdown documents")
+        return self._bar(total) if self.bars else nullcontext(lambda n: None)
+
+    @contextmanager
+    def _bar(self, total: int) -> Iterator[Callable[[int], None]]:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("  corpus"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(stderr=True)) as bar:
+            task = bar.add_task("corpus", total=total)
+            yield lambda n: bar.advance(task, n)
+
+    def ingest(self, ws: Any, label: str) -> Any:
+        from ctx.cli.ingest import run_ingest
+
+        self.note(label)
+        summary = run_ingest(ws, None, self.quiet)
+        self.note(f"  {summary.seconds:.2f}s (embedding {summary.embed_seconds:.2f}s)")
+        return summary
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            err(f"[dim]{message}[/]")
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+_STAGES = {"lexical_ms": "lexical search", "vector_ms": "vector search (embeds the query)",
+           "fuse_ms": "fusion + hydration", "pack_render_ms": "dedup + pack + render",
+           "outside_assembler_ms": "request + trace write"}
+
+
+def _rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    i, a, c, m, again = r["ingest"], r["assemble"], r["corpus"], r["memory"], r["reingest"]
+    ratio = "" if i["non_embed_ratio"] is None else f" ({i['non_embed_ratio']:.1%} of embedding)"
+    model = "" if i["embed_chunks_per_s"] is None else f" ({i['embed_chunks_per_s']:,.1f} chunks/s)"
+    rows = [
+        ("corpus", "documents", f"{c['docs']:,}"),
+        ("corpus", "size", f"{c['mb']:.2f} MB"),
+        ("corpus", "generated in", _seconds(c["generate_seconds"])),
+        ("setup", "stores + model load (untimed)", _seconds(i["setup_seconds"])),
+        ("first ingest", "total", _seconds(i["seconds"])),
+        ("first ingest", "embedding", _seconds(i["embed_seconds"]) + model),
+        ("first ingest", "everything else", _seconds(i["non_embed_seconds"]) + ratio),
+        ("first ingest", "documents/s", f"{i['docs_per_s']:,.1f}"),
+        ("first ingest", "chunks/s", f"{i['chunks_per_s']:,.1f}"),
+        ("first ingest", "MB/s", f"{i['mb_per_s']:.3f}"),
+        ("first ingest", "chunks written / embedded", f"{i['chunks']:,} / {i['chunks_embedded']:,}"),
+        ("re-ingest", f"unchanged corpus ({again['unchanged']:,} docs)", _seconds(again["seconds"])),
+        ("re-ingest", "faster than first ingest", _measured("reingest_speedup", again["speedup"])),
+        ("assemble", f"p50 / p95 / p99 ({a['queries']} queries)",
+         f"{a['p50_ms']:.1f} / {a['p95_ms']:.1f} / {a['p99_ms']:.1f} ms"),
+        ("assemble", "mean / max", f"{a['mean_ms']:.1f} / {a['max_ms']:.1f} ms"),
+    ]
+    rows += [("assemble", f"p50 {label}", f"{a['stages_p50_ms'][key]:.1f} ms")
+             for key, label in _STAGES.items() if key in a["stages_p50_ms"]]
+    rows.append(("memory", "peak RSS", "–" if m["peak_rss_mb"] is None else f"{m['peak_rss_mb']:,.0f} MB"))
+    if m["peak_rss_after_ingest_mb"] is not None:
+        rows.append(("memory", "peak RSS after first ingest", f"{m['peak_rss_after_ingest_mb']:,.0f} MB"))
+    return rows
+
+
+def _measured(name: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if name == "assemble_p99":
+        return f"{value:.1f} ms"
+    return f"{value:.1%}" if name == "non_embedding_ratio" else f"{value:.1f}x"
+
+
+def print_report(r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    mode = ("lexical only (--embedder none): no model, no vectors" if r["lexical_only"]
+            else f"embedder {r['model_id']}")
+    title = f"ctx bench · {r['corpus']['docs']:,} docs · {r['assemble']['chunks']:,} chunks · {mode}"
+    table = Table(title=title, title_justify="left")
+    for column in ("phase", "figure", "value"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    for row in _rows(r):
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    targets = Table(title="targets", title_justify="left")
+    for column in ("target", "measured", "result"):
+        targets.add_column(column, justify="right" if column == "measured" else "left")
+    for name, t in r["targets"].items():
+        colour = {"PASS": "green", "FAIL": "red"}.get(t["status"], "dim")
+        note = f"\n[dim]{t['note']}[/]" if t["note"] else ""
+        targets.add_row(t["target"], _measured(name, t["value"]), f"[{colour}]{t['status']}[/]{note}")
+    console.print(targets)
+    if r["failed"]:
+        failed = ", ".join(r["failed"])
+        console.print(f"[red]targets not met:[/] {failed} (a measurement, not a test: the exit code stays 0)")
+    if r["home"]:
+        console.print(f"[dim]bench home kept at {r['home']}[/]")
+
+
+KEEP = typer.Option(None, "--keep", help="Keep the bench home in this empty directory (default: a temp dir).")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command()
+    def bench(
+        docs: int = typer.Option(2000, "--docs", "-n", min=1, help="Synthetic documents to generate."),
+        large: bool = typer.Option(False, "--large", help="100,000 documents (overrides --docs)."),
+        queries: int = typer.Option(200, "--queries", min=1, help="Requests to time, after 10 warm-up."),
+        budget: int = typer.Option(2000, "--budget", "-b", min=0, help="Token budget of each context."),
+        embedder: str = typer.Option("minilm", "--embedder", help="minilm (real model) or none (lexical)."),
+        seed: int = typer.Option(7, "--seed", help="Seed of the corpus and the queries."),
+        keep: Path | None = KEEP,
+        chunk_tokens: int = typer.Option(256, "--chunk-tokens", min=16, max=8192, help="Chunk size."),
+        as_json: bool = typer.Option(False, "--json", help="Every figure and target as JSON, nothing else."),
+    ) -> None:
+        """Benchmark the pipeline on a synthetic corpus in a fresh, temporary home.
+
+        Reports ingest throughput (embedding and the rest apart), re-ingest time, assemble latency
+        p50/p95/p99 and peak RSS, and checks them against the targets. Exits 0 even when a target
+        fails: it is a measurement, not a test. CTX_MODEL_DIR, if set, is reused for the model.
+
+        Example: ctx bench --docs 500 --embedder none
+        """
+        from ctx.bench.run import LARGE_DOCS, BenchOptions, run_bench
+
+        options = BenchOptions(docs=LARGE_DOCS if large else docs, queries=queries, budget=budget,
+                               embedder=embedder, seed=seed, chunk_tokens=chunk_tokens, keep=keep)
+        result = run_bench(options, dict(os.environ), RichReporter(as_json))
+        if as_json:
+            print_json(result)
+        else:
+            print_report(result)

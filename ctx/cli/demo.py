@@ -10,7 +10,7 @@ import typer
 from ctx.cli._output import err, print_json, write_exact
 from ctx.errors import ConfigError
 
-DEMO_QUERY = "A customer was charged twice and wants a refund. What is our refund policy and what should I check?"
+DEMO_QUERY = "Some of our SAML sign-ins fail with LMN-4014. What is wrong and how do we fix it?"
 
 
 def fixtures_dir() -> Path:
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
     def demo(
         query: str = typer.Option(DEMO_QUERY, "--query", "-q", help="The request to assemble."),
         tenant: str = typer.Option("acme", "--tenant", "-t", help="Whose tickets and records may appear."),
-        budget: int = typer.Option(1500, "--budget", "-b", help="Token budget."),
+        budget: int = typer.Option(2000, "--budget", "-b", help="Token budget."),
         as_json: bool = typer.Option(False, "--json", help="Print the ingest summary and the context as JSON."),
     ) -> None:
         """Ingest the bundled demo corpus (docs, tickets, customers) and assemble a context.

@@ -1,0 +1,1 @@
+"""``ctx bench``: a synthetic corpus, and measurements of ingest, re-ingest, assembly latency and memory."""
