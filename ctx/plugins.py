@@ -68,7 +68,9 @@ def load_dropins(folder: Path | None) -> list[str]:
         try:
             spec.loader.exec_module(module)
         except Exception as exc:  # boundary: a third-party file
-            raise ConfigError("plugins_dir", f"{path.name} failed to load: {exc}") from None
+            # One line whatever the exception's text holds: a config error is always a single line.
+            problem = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise ConfigError("plugins_dir", f"{path.name} failed to load: {problem}") from None
         sys.modules[name] = module
         pm.register(module, name=name)
         names.append(name)

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from ctx.assemble.budget import ELLIPSIS, pack
@@ -115,10 +115,17 @@ def _check(blocks: list[Block], budget: int, fmt: str, query: str, min_truncated
     assert not set(kept) & set(dropped)
     assert {d.kind for d in packed.degradations} <= {"dropped", "truncated"}
 
+    cut = {b.hit.chunk_id: b.tokens for b in packed.blocks}
     for d in packed.degradations:
         original = originals[d.chunk_id]
         assert d.source == original.hit.source and d.criticality == original.criticality
-        assert d.tokens_before == count(original.text)
+        if d.kind == "truncated":
+            assert d.tokens_before == count(original.text) and d.tokens_after < d.tokens_before
+            cut[d.chunk_id] = d.tokens_after
+        elif d.chunk_id not in truncated:
+            assert d.tokens_before == count(original.text)
+        else:  # a truncated block given up on the exact count: what it gave up is the cut text
+            assert d.tokens_before == cut[d.chunk_id]
 
     for cid, block in kept.items():
         original = originals[cid]
@@ -142,15 +149,32 @@ def _check(blocks: list[Block], budget: int, fmt: str, query: str, min_truncated
     for cid in truncated:
         assert (cid in kept and kept[cid].truncated) or cid in dropped
 
+    # A block is only dropped when it did not fit when its turn came: blocks are only ever added
+    # after it, so it does not fit beside the final selection either (unless the exact count had
+    # to give blocks back, which shrinks the selection).
+    if not any(d.reason == "over budget after exact count" for d in packed.degradations):
+        for cid in dropped:
+            with_it = _packing_order([*packed.blocks, originals[cid]])
+            assert count(renderer.render(with_it, query)) > budget, cid
+
     # Nothing is given up needlessly: when everything fits together, everything is kept whole.
-    if count(renderer.render(blocks, query)) <= budget:
+    # (Rendered in packing order, which is the order pack hands the renderer.)
+    if count(renderer.render(_packing_order(blocks), query)) <= budget:
         assert not packed.degradations, [d.to_dict() for d in packed.degradations]
         assert set(kept) == set(originals)
         assert not any(b.truncated for b in packed.blocks)
 
 
+def _packing_order(blocks: list[Block]) -> list[Block]:
+    return sorted(blocks, key=lambda b: (CRITICALITIES.index(b.criticality), -b.hit.score, b.hit.chunk_id))
+
+
+PROPERTY = settings(max_examples=150, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
 @pytest.mark.parametrize("fmt", ["markdown", "messages"])
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@PROPERTY
 @given(blocks=corpus(), budget=st.integers(0, 3000), query=_queries, min_truncated=st.sampled_from([1, 8, 24]))
 def test_rendered_context_never_exceeds_budget(fmt: str, blocks: list[Block], budget: int, query: str,
                                                min_truncated: int) -> None:
@@ -158,14 +182,25 @@ def test_rendered_context_never_exceeds_budget(fmt: str, blocks: list[Block], bu
 
 
 @pytest.mark.parametrize("fmt", ["markdown", "messages"])
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@PROPERTY
 @given(blocks=corpus(), data=st.data(), query=_queries)
 def test_budgets_near_the_full_size(fmt: str, blocks: list[Block], data: st.DataObject, query: str) -> None:
     """Budgets just around what everything needs, where off-by-a-few estimates would show."""
     assume(blocks)
-    full = count(RENDERERS[fmt].render(blocks, query))
+    full = count(RENDERERS[fmt].render(_packing_order(blocks), query))
     budget = max(0, full + data.draw(st.integers(-40, 5), label="delta"))
     _check(blocks, budget, fmt, query, 24)
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "messages"])
+def test_a_block_that_fits_exactly_is_kept_whole(fmt: str) -> None:
+    text = "Refunds go back to the original card. They take five to ten days. Disputes follow the network rules."
+    hit = Hit("c1", "d1", "docs", "billing/refunds.md", "Refunds", 1, text, ["Refunds"], None, 0, len(text), "h")
+    block = Block(hit, "critical", text)
+    exact = count(RENDERERS[fmt].render([block], "refunds?"))
+    packed = pack([block], exact, RENDERERS[fmt], "refunds?", count)
+    assert [b.text for b in packed.blocks] == [text] and not packed.degradations
+    assert packed.tokens == exact
 
 
 def test_zero_budget_keeps_nothing() -> None:

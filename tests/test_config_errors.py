@@ -20,7 +20,7 @@ path = "docs"
 
 # (name, ctx.toml text, the key the message must name, words the problem must contain)
 CASES = [
-    ("unknown top-level key", 'bogus_setting = 1\n' + DOCS_OK, "bogus_setting", ["unknown key"]),
+    ("unknown top-level key", "bogus_setting = 1\n" + DOCS_OK, "bogus_setting", ["unknown key"]),
     (
         "unknown key in a source",
         DOCS_OK + 'includes = ["**/*.md"]\n',
@@ -123,7 +123,12 @@ def test_ctx_debug_shows_the_traceback(write_config, tmp_path: Path) -> None:
     env = {**os.environ, "CTX_DEBUG": "1"}
     proc = subprocess.run(
         [sys.executable, "-c", "from ctx.cli import main; main()", "sources", "--json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert proc.stdout == ""
@@ -136,7 +141,12 @@ def test_without_ctx_debug_the_same_subprocess_has_no_traceback(write_config, tm
     env = {k: v for k, v in os.environ.items() if k != "CTX_DEBUG"}
     proc = subprocess.run(
         [sys.executable, "-c", "from ctx.cli import main; main()", "sources", "--json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stdout == ""

@@ -15,7 +15,12 @@ README = (ROOT / "README.md").read_text()
 
 
 def _documented(key: str) -> bool:
-    return re.search(rf"^\s*#?\s*{re.escape(key)}\s*=", EXAMPLE, re.M) is not None or f"  {key} " in EXAMPLE
+    """A key line (``key =``, maybe commented out), a ``[table]`` header, or a listed shared key."""
+    return (
+        re.search(rf"^\s*#?\s*{re.escape(key)}\s*=", EXAMPLE, re.M) is not None
+        or f"[{key}]" in EXAMPLE
+        or re.search(rf"^#\s+{re.escape(key)}\s", EXAMPLE, re.M) is not None
+    )
 
 
 def _fields(model: type[BaseModel]) -> list[tuple[str, type[BaseModel]]]:

@@ -64,16 +64,19 @@ def bad_corpus(tmp_path: Path, write_config) -> None:
 
     with sqlite3.connect(tmp_path / "crm.db") as conn:
         conn.execute("create table accounts (id text, body text, account text)")
-        conn.executemany("insert into accounts values (?, ?, ?)", [
-            ("a1", "Acme renews in March.", "acme"),
-            ("a2", None, "acme"),  # NULL text
-            (None, "A row with no id.", "acme"),  # NULL id: row 3
-            ("a4", "", "acme"),  # empty text
-            ("a5", "x" * (LIMIT + 1), "acme"),  # too large
-            ("a1", "Duplicate of the first row.", "acme"),  # duplicate id
-            ("a7", "A row without an owner.", None),  # missing tenant
-            ("a8", "Globex pays annually.", "globex"),
-        ])
+        conn.executemany(
+            "insert into accounts values (?, ?, ?)",
+            [
+                ("a1", "Acme renews in March.", "acme"),
+                ("a2", None, "acme"),  # NULL text
+                (None, "A row with no id.", "acme"),  # NULL id: row 3
+                ("a4", "", "acme"),  # empty text
+                ("a5", "x" * (LIMIT + 1), "acme"),  # too large
+                ("a1", "Duplicate of the first row.", "acme"),  # duplicate id
+                ("a7", "A row without an owner.", None),  # missing tenant
+                ("a8", "Globex pays annually.", "globex"),
+            ],
+        )
     conn.close()
 
     write_config(f"""
@@ -189,7 +192,13 @@ def test_fixture_tickets_quarantine_exactly_three_lines(tmp_path: Path, write_co
     assert src["error"] is None
     assert src["quarantined"] == 3, _quarantine("tickets")
     assert src["new"] == len(lines) - 3
-    assert len(_quarantine("tickets")) == 3
+    q = _quarantine("tickets")
+    assert len(q) == 3
+    # fixtures/README.md: the last three lines are broken on purpose (cut-off JSON, no id, empty text).
+    last = len(lines)
+    assert f"line:{last - 2}" in q and "malformed JSON" in q[f"line:{last - 2}"]
+    assert f"line:{last - 1}" in q and "missing field 'id'" in q[f"line:{last - 1}"]
+    assert {reason for reason in q.values()} >= {"empty text"}
 
 
 def _fixture_tickets_table(tickets: Path) -> dict[str, Any]:
@@ -207,3 +216,17 @@ def _fixture_tickets_table(tickets: Path) -> dict[str, Any]:
             table["tenant_field"] = field
             break
     return table
+
+
+def test_a_bad_record_read_again_is_one_quarantine_row_seen_twice(bad_corpus: None, ctx_cli) -> None:
+    first = ctx_cli("ingest", "--json").json()
+    again = ctx_cli("ingest", "--json").json()
+    # Each run still reports what it rejected ...
+    assert again["totals"]["quarantined"] == first["totals"]["quarantined"] > 0
+    # ... but the table keeps one row per problem, with how often it was seen.
+    with _catalog() as conn:
+        rows = conn.execute("select source, record_id, reason, seen from quarantine").fetchall()
+    assert len(rows) == first["totals"]["quarantined"]
+    assert {seen for *_, seen in rows} == {2}
+    listed = ctx_cli("quarantine", "--json").json()
+    assert len(listed) == len(rows) and all(r["seen"] == 2 for r in listed)

@@ -13,22 +13,33 @@ GLOBEX_SECRET = "marmalade-octopus"
 GLOBEX_WORDS = ("marmalade", "octopus", "globex", "Globex")
 
 TICKETS = [
-    {"id": "acme-1", "account": "acme",
-     "text": f"Acme asked how to rotate the API key for the {ACME_SECRET} integration after a leak."},
-    {"id": "acme-2", "account": "acme",
-     "text": f"Acme's refund for the double charge was approved; reference {ACME_SECRET}-77."},
-    {"id": "globex-1", "account": "globex",
-     "text": f"Globex asked how to rotate the API key for the {GLOBEX_SECRET} integration after a leak."},
-    {"id": "globex-2", "account": "globex",
-     "text": f"Globex's refund for the double charge was approved; reference {GLOBEX_SECRET}-99."},
+    {
+        "id": "acme-1",
+        "account": "acme",
+        "text": f"Acme asked how to rotate the API key for the {ACME_SECRET} integration after a leak.",
+    },
+    {
+        "id": "acme-2",
+        "account": "acme",
+        "text": f"Acme's refund for the double charge was approved; reference {ACME_SECRET}-77.",
+    },
+    {
+        "id": "globex-1",
+        "account": "globex",
+        "text": f"Globex asked how to rotate the API key for the {GLOBEX_SECRET} integration after a leak.",
+    },
+    {
+        "id": "globex-2",
+        "account": "globex",
+        "text": f"Globex's refund for the double charge was approved; reference {GLOBEX_SECRET}-99.",
+    },
 ]
 
 
 @pytest.fixture
 def tenants(tmp_path: Path, write_config, ctx_cli) -> None:
     with open(tmp_path / "tickets.jsonl", "w", encoding="utf-8") as out:
-        for row in TICKETS:
-            out.write(json.dumps(row) + "\n")
+        out.writelines(json.dumps(row) + "\n" for row in TICKETS)
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "api-keys.md").write_text(
@@ -62,8 +73,12 @@ def _no_globex(payload: Any) -> None:
         assert word not in text, f"{word!r} leaked into a result scoped to acme"
 
 
-QUERIES = ["how do I rotate an API key after a leak?", "refund for a double charge", GLOBEX_SECRET,
-           f"Globex {GLOBEX_SECRET} reference"]
+QUERIES = [
+    "how do I rotate an API key after a leak?",
+    "refund for a double charge",
+    GLOBEX_SECRET,
+    f"Globex {GLOBEX_SECRET} reference",
+]
 
 
 # One ingest per test costs a second or two, so each test loops over the queries.
@@ -90,8 +105,9 @@ def test_search_for_acme_never_contains_globex(tenants: None, ctx_cli) -> None:
 
 
 def test_acme_sees_its_own_tickets_and_shared_docs(tenants: None, ctx_cli) -> None:
-    out = ctx_cli("assemble", "rotate the API key after a leak", "--tenant", "acme", "--budget", "4000",
-                  "--json").json()
+    out = ctx_cli(
+        "assemble", "rotate the API key after a leak", "--tenant", "acme", "--budget", "4000", "--json"
+    ).json()
     documents = {b["document"] for b in out["blocks"]}
     assert "acme-1" in documents
     assert "api-keys.md" in documents
@@ -122,6 +138,8 @@ def test_without_tenant_only_shared_docs_appear(tenants: None, ctx_cli) -> None:
 
 
 def test_an_unknown_tenant_sees_only_shared_docs(tenants: None, ctx_cli) -> None:
-    hits = ctx_cli("search", "refund for a double charge", "--tenant", "initech", "--limit", "50", "--json").json()
+    hits = ctx_cli(
+        "search", "refund for a double charge", "--tenant", "initech", "--limit", "50", "--json"
+    ).json()
     assert hits
     assert {h["source"] for h in hits} == {"docs"}

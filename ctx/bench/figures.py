@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 from typing import Any
@@ -42,6 +43,14 @@ def current_rss_mb() -> float | None:
     except ImportError:  # optional: getrusage gives the peak, which is the figure that matters
         return None
     return float(psutil.Process().memory_info().rss) / 2**20
+
+
+def load_average() -> float | None:
+    """The 1-minute load average: other work on the machine skews every figure, the model's most."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not on Windows
+        return None
 
 
 def _judge(target: str, value: float | None, passed: bool | None, status: str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ctx.bench.corpus import queries, write_corpus
-from ctx.bench.figures import current_rss_mb, judge_targets, peak_rss_mb, percentiles
+from ctx.bench.figures import current_rss_mb, judge_targets, load_average, peak_rss_mb, percentiles
 from ctx.errors import UserError
 
 LARGE_DOCS = 100_000
@@ -106,6 +107,7 @@ def _measure(options: BenchOptions, home: Path, environ: Mapping[str, str],
     from ctx.settings import load_settings
     from ctx.workspace import Workspace
 
+    load_before = load_average()  # before our own work adds to it
     started = time.perf_counter()
     with reporter.generating(options.docs) as advance:
         corpus = write_corpus(home / "corpus", options.docs, options.seed, advance)
@@ -126,8 +128,10 @@ def _measure(options: BenchOptions, home: Path, environ: Mapping[str, str],
         model_id = first.model_id
     finally:
         ws.close()
-    return _figures(options, corpus, generate_s, setup_s, first, again, latencies, stages, chunks, model_id,
-                    peak_after_ingest)
+    result = _figures(options, corpus, generate_s, setup_s, first, again, latencies, stages, chunks, model_id,
+                      peak_after_ingest)
+    result["machine"] = {"cpus": os.cpu_count(), "load_before": load_before, "load_after": load_average()}
+    return result
 
 
 def _open_stores(ws: Any) -> float:

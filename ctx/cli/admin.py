@@ -109,10 +109,10 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         table = Table()
-        for column in ("when", "source", "record", "reason"):
+        for column in ("last seen", "source", "record", "reason", "times"):
             table.add_column(column, overflow="fold")
         for r in rows:
-            table.add_row(r["created_at"][:19], r["source"], r["record_id"], r["reason"])
+            table.add_row(r["last_seen_at"][:19], r["source"], r["record_id"], r["reason"], str(r["seen"]))
         Console().print(table)
         if not rows:
             err("nothing quarantined")

@@ -117,6 +117,11 @@ def print_report(r: dict[str, Any]) -> None:
         note = f"\n[dim]{t['note']}[/]" if t["note"] else ""
         targets.add_row(t["target"], _measured(name, t["value"]), f"[{colour}]{t['status']}[/]{note}")
     console.print(targets)
+    machine = r.get("machine", {})
+    load = machine.get("load_before")
+    if load is not None and machine.get("cpus") and load > 0.5 * machine["cpus"]:
+        console.print(f"[yellow]warning:[/] load average {load} on {machine['cpus']} CPUs: other work was "
+                      "running, so these figures (the model's above all) are pessimistic")
     if r["failed"]:
         failed = ", ".join(r["failed"])
         console.print(f"[red]targets not met:[/] {failed} (a measurement, not a test: the exit code stays 0)")

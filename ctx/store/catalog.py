@@ -181,16 +181,19 @@ class Catalog:
     # --- quarantine ---------------------------------------------------------------------------
 
     def quarantine(self, run_id: str, source: str, record_id: str, reason: str, raw: str | None) -> None:
-        self.db["quarantine"].insert(
-            {"run_id": run_id, "source": source, "record_id": record_id, "reason": reason,
-             "raw": (raw or "")[:2000], "created_at": now_iso()}
+        stamp = now_iso()
+        self.db.execute(
+            "insert into quarantine (run_id, source, record_id, reason, raw, created_at, last_seen_at, seen) "
+            "values (?, ?, ?, ?, ?, ?, ?, 1) on conflict (source, record_id, reason) do update set "
+            "run_id = excluded.run_id, raw = excluded.raw, last_seen_at = excluded.last_seen_at, seen = seen + 1",
+            [run_id, source, record_id, reason, (raw or "")[:2000], stamp, stamp],
         )
 
     def quarantined(self, source: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         where, params = ("where source = ?", [source]) if source else ("", [])
         return list(self.db.query(
-            f"select id, run_id, source, record_id, reason, raw, created_at from quarantine {where} "
-            "order by id desc limit ?", [*params, limit],
+            "select id, run_id, source, record_id, reason, raw, created_at, last_seen_at, seen "
+            f"from quarantine {where} order by last_seen_at desc, id desc limit ?", [*params, limit],
         ))
 
     # --- counts for status ----------------------------------------------------------------------

@@ -55,11 +55,12 @@ def m001_initial(db: Database) -> None:
     db["quarantine"].create(
         {
             "id": int, "run_id": str, "source": str, "record_id": str, "reason": str, "raw": str,
-            "created_at": str,
+            "created_at": str, "last_seen_at": str, "seen": int,
         },
         pk="id",
     )
-    db["quarantine"].create_index(["source"])
+    # One row per (source, record, reason): a bad line re-read by every run is one problem, seen N times.
+    db["quarantine"].create_index(["source", "record_id", "reason"], unique=True)
     db["traces"].create(
         {
             "id": str, "created_at": str, "query": str, "request": str, "config_fingerprint": str,
