@@ -74,7 +74,7 @@ def test_bench_rejects_unknown_embedder(ctx_cli) -> None:
 
 def test_corpus_and_queries_are_deterministic() -> None:
     vocab = build_vocabulary(7)
-    assert len(vocab.terms) == 3000
+    assert len(vocab.terms.words) == 3000
     again = build_vocabulary(7)
     assert [document(7, i, vocab) for i in range(5)] == [document(7, i, again) for i in range(5)]
     assert document(7, 0, vocab) != document(8, 0, build_vocabulary(8))

@@ -58,6 +58,15 @@ def pack(blocks: Sequence[Block], budget: int, renderer: Renderer, query: str, c
             sources.add(block.hit.source)
             used += cost + (max(overhead, 0) if first else 0)
             continue
+        # The estimate errs high by a few tokens a block; near the edge the exact count decides,
+        # so a block that fits whole is never cut or dropped.
+        whole = replace(block, tokens=count(block.text))
+        exact = count(renderer.render([*kept, whole], query))
+        if exact <= budget:
+            kept.append(whole)
+            sources.add(block.hit.source)
+            used = exact
+            continue
         room = budget - used - (cost - count(block.text)) - (max(overhead, 0) if first else 0)
         cut = truncate(block.text, room, count)
         if cut is not None and count(cut) >= min_truncated_tokens:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctx.bench.vocabulary import ADJECTIVES, VERBS, Vocabulary, build_vocabulary, third_person
+from ctx.bench.vocabulary import Vocabulary, build_vocabulary, third_person
 
 DOCS_PER_DIR = 1000  # keeps directories small enough that listing them is not what gets measured
 
@@ -23,6 +23,14 @@ _SENTENCES = (
     "Set the {n} to {num} and the {name} {n} will {vb} the {n} on the next {n}.",
     "In {name}, the {n} and the {n} {vb} together, which keeps the {n} {a}.",
     "The {n} is {a} by default; {vb} the {n} to make the {n} {a}.",
+    "Operators can {vb} a {n} from the {name} console without restarting the {n}.",
+    "Note that {n} limits apply per {n}, not per {n}.",
+    "During a {a} {n}, {name} may {vb} up to {num} {n} entries at once.",
+    "This prevents the {n} from growing without bound while the {n} is {a}.",
+    "Older releases {vb} the {n} on every request, which was {a} but slow.",
+    "See the {n} guide for how the {a} {n} interacts with {name}.",
+    "Both the {n} and the {n} are {a}, so clients should {vb} them carefully.",
+    "Once the {n} reaches {num}, the {a} {n} {v} and an alert fires.",
 )
 _CODE_LINES = (
     "{ident} = client.{vb}(\"{n}\", timeout={num})",
@@ -60,25 +68,25 @@ def _fill(template: str, rng: random.Random, vocab: Vocabulary) -> str:
 
 def _draw(key: str, rng: random.Random, vocab: Vocabulary) -> str:
     if key == "n":
-        return vocab.term(rng)
+        return vocab.terms.draw(rng)
     if key == "v":
-        return third_person(rng.choice(VERBS))
+        return third_person(vocab.verbs.draw(rng))
     if key == "vb":
-        return rng.choice(VERBS)
+        return vocab.verbs.draw(rng)
     if key == "a":
-        return rng.choice(ADJECTIVES)
+        return vocab.adjectives.draw(rng)
     if key in ("name", "Name"):
         name = rng.choice(vocab.names)
         return name.capitalize() if key == "Name" else name
     if key == "num":
         return str(rng.choice((3, 5, 10, 30, 64, 100, 256, 1000)))
     if key in ("ident", "ident2"):
-        return vocab.term(rng).replace(" ", "_")
+        return vocab.terms.draw(rng).replace(" ", "_")
     raise KeyError(key)
 
 
 def _title(rng: random.Random, vocab: Vocabulary, words: int) -> str:
-    parts = vocab.pick(rng, words)
+    parts = vocab.terms.draws(rng, words)
     return " ".join(parts).title()[:80]
 
 
@@ -100,9 +108,9 @@ def _code(rng: random.Random, vocab: Vocabulary) -> str:
 def document(seed: int, index: int, vocab: Vocabulary) -> tuple[str, str]:
     """(relative path, markdown) of document ``index``: the same seed always gives the same bytes."""
     rng = random.Random(f"ctx-bench-doc:{seed}:{index}")
-    # Skewed towards shorter documents, as real doc sets are: range 150-900 words, mean ~370
+    # Skewed towards shorter documents, as real doc sets are: range 150-900 words, mean ~350
     # (about 3 chunks at 256 tokens, since each ## section tends to start a chunk).
-    target = 150 + int(650 * rng.random() ** 3)
+    target = 150 + int(600 * rng.random() ** 3)
     title = _title(rng, vocab, rng.randint(2, 4))
     # Longer documents get more sections, as real ones do; a section is ~150-300 words.
     sections = max(2, min(5, target // rng.randint(150, 300)))
@@ -155,10 +163,10 @@ def queries(seed: int, count: int) -> list[str]:
     while len(out) < count:
         style = rng.random()
         if style < 0.4:
-            words = " ".join(vocab.pick(rng, rng.randint(2, 3))).split()
+            words = " ".join(vocab.terms.draws(rng, rng.randint(2, 3))).split()
         elif style < 0.7:
-            words = [rng.choice(ADJECTIVES), *vocab.term(rng).split(), rng.choice(VERBS)]
-        else:
-            words = ["how", "to", rng.choice(VERBS), *vocab.term(rng).split()]
-        out.append(" ".join(words[:6]) if len(words) >= 2 else f"{words[0]} {vocab.term(rng)}")
+            words = [vocab.adjectives.draw(rng), *vocab.terms.draw(rng).split(), vocab.verbs.draw(rng)]
+        else:  # natural-language questions carry words that match most chunks, as real ones do
+            words = ["how", "to", vocab.verbs.draw(rng), *vocab.terms.draw(rng).split()]
+        out.append(" ".join(words[:6]))
     return out

@@ -40,8 +40,17 @@ stale fresh durable idempotent transient terminal eventual strict lazy eager bou
 isolated regional global primary secondary cold warm hot partial incremental atomic concurrent
 sequential ordered deterministic degraded healthy critical optional encrypted signed compressed sparse
 dense hybrid lexical semantic cached pinned versioned immutable mutable ephemeral persistent async
-blocking orphaned pending
+blocking orphaned pending synchronous nonblocking lossy lossless stateless stateful replicated sharded
+batched streaming buffered throttled queued scheduled expired revoked rotated quarantined canonical
+verbose quiet noisy flaky stable unstable deprecated experimental legacy internal external public
+private readonly writable portable native remote local upstream downstream inbound outbound nested
+flat hierarchical weighted unweighted approximate exact lenient greedy adaptive static dynamic
+elastic redundant consistent inconsistent recoverable retryable fatal benign
 """
+
+_PREFIXES = ["re", "pre", "sub", "multi", "auto", "meta", "micro", "inter", "over", "un", "de", "co", "post"]
+_SUFFIXES = ["ing", "er", "able", "map", "set", "log", "ctl", "d", "less", "id", "ops", "kit", "store", "let"]
+_VERB_PREFIXES = ["re", "pre", "auto", "un", "de", "over"]
 
 NOUNS = _NOUNS_TEXT.split()
 VERBS = _VERBS_TEXT.split()
@@ -61,16 +70,30 @@ def third_person(verb: str) -> str:
 
 
 @dataclass(frozen=True)
-class Vocabulary:
-    terms: list[str]  # nouns, product names and two-word compounds, most common first
+class Pool:
+    """Words with cumulative Zipf weights: a few common ones and a long tail, as in real text."""
+
+    words: list[str]
     cum_weights: list[float]
+
+    def draw(self, rng: random.Random) -> str:
+        return rng.choices(self.words, cum_weights=self.cum_weights)[0]
+
+    def draws(self, rng: random.Random, k: int) -> list[str]:
+        return rng.choices(self.words, cum_weights=self.cum_weights, k=k)
+
+
+def _zipf(words: list[str], offset: float) -> Pool:
+    # The offset flattens the head: real docs have no single content word in most chunks.
+    return Pool(words, list(itertools.accumulate(1.0 / (rank + offset) for rank in range(len(words)))))
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    terms: Pool  # nouns, derived words, product names and two-word compounds
+    verbs: Pool
+    adjectives: Pool
     names: list[str]  # generated product/service names, for titles and identifiers
-
-    def pick(self, rng: random.Random, k: int = 1) -> list[str]:
-        return rng.choices(self.terms, cum_weights=self.cum_weights, k=k)
-
-    def term(self, rng: random.Random) -> str:
-        return rng.choices(self.terms, cum_weights=self.cum_weights)[0]
 
 
 def _names(rng: random.Random, count: int) -> list[str]:
@@ -84,13 +107,21 @@ def _names(rng: random.Random, count: int) -> list[str]:
     return list(found)
 
 
-def build_vocabulary(seed: int, size: int = 3000, exponent: float = 1.0) -> Vocabulary:
-    """``size`` terms with Zipf weights: a few very common, a long tail of rare ones, as in real docs."""
+def build_vocabulary(seed: int, size: int = 3000) -> Vocabulary:
+    """``size`` terms, Zipf-weighted in a seeded order, plus verb and adjective pools."""
     rng = random.Random(f"ctx-bench-vocabulary:{seed}")
-    names = _names(rng, 600)
+    names = _names(rng, 500)
+    # Derived words ("reindex", "shardmap", "leasectl") give thousands of distinct, plausible terms.
+    derived = [p + r for p in _PREFIXES for r in NOUNS] + [r + s for r in NOUNS for s in _SUFFIXES]
+    rng.shuffle(derived)
     compounds = [f"{a} {b}" for a, b in itertools.product(ADJECTIVES + NOUNS, NOUNS) if a != b]
     rng.shuffle(compounds)
-    terms = list(dict.fromkeys(NOUNS + names + compounds))[:size]
+    n_compounds = size // 5
+    others = list(dict.fromkeys(NOUNS + names + [d for d in derived if len(d) <= 14]))
+    terms = list(dict.fromkeys(others[: size - n_compounds] + compounds))[:size]
     rng.shuffle(terms)
-    weights = itertools.accumulate(1.0 / (rank + 8) ** exponent for rank in range(len(terms)))
-    return Vocabulary(terms, list(weights), names)
+    verbs = list(dict.fromkeys(VERBS + [p + v for p in _VERB_PREFIXES for v in VERBS]))
+    rng.shuffle(verbs)
+    adjectives = list(dict.fromkeys(ADJECTIVES))
+    rng.shuffle(adjectives)
+    return Vocabulary(_zipf(terms, 30), _zipf(verbs, 20), _zipf(adjectives, 40), names)

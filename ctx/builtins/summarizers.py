@@ -19,11 +19,12 @@ _STOP = frozenset(
 
 def extractive_summary(title: str, text: str, max_sentences: int = 3) -> str:
     """The ``max_sentences`` highest-scoring prose sentences, in document order."""
-    prose = "\n".join(
-        line for line in _strip_code(text).splitlines() if line.strip() and not line.lstrip().startswith("#")
-    )
-    spans = sentence_spans(prose)
-    sentences = [prose[a:b].strip().replace("\n", " ") for a, b in spans]
+    # Headings and code become blank lines: they end a paragraph, and sentences are found paragraph
+    # by paragraph, so no "sentence" is ever spliced together across a removed heading or code block.
+    lines = ["" if line.lstrip().startswith("#") else line for line in _strip_code(text).splitlines()]
+    prose = "\n".join(line for line in lines if line.strip())
+    paragraphs = re.split(r"\n[ \t]*\n", "\n".join(line if line.strip() else "" for line in lines))
+    sentences = [p[a:b].strip().replace("\n", " ") for p in paragraphs for a, b in sentence_spans(p)]
     sentences = [s for s in sentences if 4 <= len(s.split()) <= 60]
     if not sentences:
         return prose[:280].strip()

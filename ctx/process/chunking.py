@@ -110,17 +110,25 @@ class Chunker:
         return out
 
     def _hard_split(self, text: str, start: int, end: int) -> list[tuple[int, int, int]]:
-        """A run with no sentence or line breaks: cut at token boundaries."""
-        ids = self.encoding.encode(text[start:end], disallowed_special=())
-        out, pos = [], start
-        for i in range(0, len(ids), self.max_tokens):
-            piece = self.encoding.decode(ids[i : i + self.max_tokens])
-            found = text.find(piece, pos, end + 1)
-            a = found if found >= 0 else pos
-            b = min(end, a + len(piece)) if found >= 0 else min(end, pos + len(piece))
-            if b > a:
-                out.append((a, b, self._count(text[a:b])))
-            pos = b
+        """A run with no sentence or line breaks: cut at token boundaries, never inside a character."""
+        run = text[start:end]
+        ids = self.encoding.encode(run, disallowed_special=())
+        # Offsets are characters, so a cut never splits a character that spans several tokens.
+        offsets = self.encoding.decode_with_offsets(ids)[1]
+        out: list[tuple[int, int, int]] = []
+        a, t = 0, 0
+        while a < len(run):
+            while t < len(ids) and offsets[t] < a:
+                t += 1
+            j = t + self.max_tokens
+            b = offsets[j] if j < len(ids) else len(run)
+            b = max(b, a + 1)
+            n = self._count(run[a:b])
+            while n > self.max_tokens and b > a + 1:  # re-encoded on its own, the cut may count more
+                b -= 1
+                n = self._count(run[a:b])
+            out.append((start + a, start + b, n))
+            a = b
         return out
 
     def pieces(self, text: str) -> list[Piece]:
@@ -146,6 +154,10 @@ class Chunker:
                 groups.append(current)
                 current = [] if new_section else self._overlap(current)
                 used = sum(p.tokens + 1 for p in current)
+                while current and used + piece.tokens + 1 > self.max_tokens:
+                    # The carried overlap must leave room for the piece, or the chunk would be
+                    # over size and lose its last piece when trimmed back.
+                    used -= current.pop(0).tokens + 1
             current.append(piece)
             used += piece.tokens + 1
         if current:
@@ -165,15 +177,22 @@ class Chunker:
 
     def _to_chunks(self, doc_id: str, text: str, groups: list[list[Piece]]) -> list[Chunk]:
         chunks: list[Chunk] = []
-        for group in groups:
+        pending = list(groups)
+        while pending:
+            group = pending.pop(0)
             start, end = group[0].start, group[-1].end
             body = text[start:end]
             tokens = self._count(body)
+            given_back: list[Piece] = []
             while tokens > self.max_tokens and len(group) > 1:  # joins added tokens: give one piece back
+                given_back.insert(0, group[-1])
                 group = group[:-1]
                 end = group[-1].end
                 body = text[start:end]
                 tokens = self._count(body)
+            # Pieces given back start the next chunk, unless the next group already begins with them.
+            if given_back and not (pending and pending[0][0].start <= given_back[0].start):
+                pending.insert(0, given_back)
             if chunks and chunks[-1].start <= start and chunks[-1].end >= end:
                 continue  # wholly inside the previous chunk (only overlap left): nothing new to say
             content_hash = hashlib.sha256(body.encode()).hexdigest()
