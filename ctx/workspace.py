@@ -113,7 +113,13 @@ class Workspace:
         summary.seconds = time.perf_counter() - started
         summary.embed_seconds = (self.embedder.seconds if self.embedder else 0.0) - embed_before
         if self.vectors is not None and self.vectors.count() != self.catalog.counts()["chunks"]:
-            summary.warnings.append("vector count differs from chunk count: run `ctx doctor --repair`")
+            # An earlier run died between its SQLite commit and its Chroma write: heal it now, from the truth.
+            repaired = self.doctor(repair=True).repaired
+            if repaired:
+                summary.warnings.append(
+                    "repaired drift left by an interrupted run: "
+                    + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in repaired.items())
+                )
         self.catalog.finish_run(run_id, "ok" if summary.ok else "partial", summary.totals(), summary.seconds,
                                 summary.embed_seconds, "; ".join(s.error for s in summary.sources if s.error) or None)
         return summary

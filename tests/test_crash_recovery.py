@@ -151,6 +151,8 @@ def test_kill_9_mid_ingest_loses_nothing(corpus: Path, tmp_path: Path, ctx_cli, 
     assert proc.returncode == -signal.SIGKILL
     at_kill = _documents(home / "catalog.db")
     assert at_kill < total, "the ingest had already finished"
+    crashed = _state(home, corpus)
+    drift_at_kill = set(crashed["chunk_ids"]) != set(crashed["vector_ids"])
 
     # Run it again, in-process, as a user would after the crash.
     again = ctx_cli("ingest", "--json").json()
@@ -158,6 +160,10 @@ def test_kill_9_mid_ingest_loses_nothing(corpus: Path, tmp_path: Path, ctx_cli, 
     assert again["totals"]["new"] + again["totals"]["unchanged"] == total
     assert again["totals"]["changed"] == 0 and again["totals"]["deleted"] == 0
     assert again["totals"]["unchanged"] == at_kill  # what was committed before the kill is kept as is
+    # The killed run is recorded as interrupted, not left "running" forever.
+    with sqlite3.connect(home / "catalog.db") as conn:
+        runs = dict(conn.execute("select id, status from ingest_runs").fetchall())
+    assert runs.pop(again["run_id"]) == "ok" and set(runs.values()) == {"interrupted"}
 
     clean = clean_reference
     state = _state(home, corpus)
@@ -172,28 +178,14 @@ def test_kill_9_mid_ingest_loses_nothing(corpus: Path, tmp_path: Path, ctx_cli, 
     assert state["fts"] == len(state["chunk_ids"])
     assert len(state["vector_ids"]) == len(set(state["vector_ids"]))
 
-    # Vectors: either the crash left none missing, or doctor sees the drift and repairs it.
-    drift = set(state["chunk_ids"]) != set(state["vector_ids"])
-    print(f"kill at {at_kill}/{total} docs; drift: {drift}; chunks {len(state['chunk_ids'])} vectors {len(state['vector_ids'])}")
-    assert any("ctx doctor --repair" in w for w in again["warnings"]) == (
-        len(state["vector_ids"]) != len(state["chunk_ids"])
-    )
+    # Vectors: drift the crash left (SQLite committed, Chroma not yet written) is healed by the rerun
+    # itself, from SQLite, and said so; with no drift there is nothing to say.
+    print(f"kill at {at_kill}/{total} docs; drift at kill: {drift_at_kill}")
+    assert any("repaired drift" in w for w in again["warnings"]) == drift_at_kill
+    assert sorted(state["vector_ids"]) == sorted(state["chunk_ids"]) == sorted(clean["vector_ids"])
     doctor = ctx_cli("doctor", "--json", ok=False)
-    if drift:
-        report = doctor.json()
-        assert doctor.exit_code == 1 and not report["ok"]
-        checks = {c["check"]: c for c in report["checks"]}
-        missing = set(state["chunk_ids"]) - set(state["vector_ids"])
-        orphans = set(state["vector_ids"]) - set(state["chunk_ids"])
-        assert checks["missing vectors"]["count"] == len(missing)
-        assert checks["orphan vectors"]["count"] == len(orphans)
-        repaired = ctx_cli("doctor", "--repair", "--json").json()
-        assert repaired["repaired"].get("missing_vectors", 0) == len(missing)
-        assert repaired["repaired"].get("orphan_vectors", 0) == len(orphans)
-        doctor = ctx_cli("doctor", "--json", ok=False)
     assert doctor.exit_code == 0 and doctor.json()["ok"], doctor.stdout
-    final = _state(home, corpus)
-    assert sorted(final["vector_ids"]) == sorted(final["chunk_ids"]) == sorted(clean["vector_ids"])
+    final = state
 
     # And the recovered home answers queries like the clean one.
     hits = ctx_cli("search", "SAML procedure", "--json", "--limit", "5").json()

@@ -12,6 +12,8 @@ from ctx.process.chunking import sentence_spans
 from ctx.settings import Criticality
 
 ELLIPSIS = " …"
+# How far over budget an estimate may be before the exact count is not worth asking for.
+_SLACK = 64
 
 
 @dataclass
@@ -42,47 +44,53 @@ def deduplicate(hits: Sequence[Hit]) -> tuple[list[Hit], list[Degradation]]:
 
 def pack(blocks: Sequence[Block], budget: int, renderer: Renderer, query: str, count: Callable[[str], int],
          min_truncated_tokens: int = 24) -> Packed:
+    """Keeps blocks in priority order while they fit; the rendered result is counted exactly."""
     order = sorted(blocks, key=lambda b: (Criticality(b.criticality).rank, -b.hit.score, b.hit.chunk_id))
     degradations: list[Degradation] = []
     kept: list[Block] = []
     sources: set[str] = set()
     used = count(renderer.render([], query))
-    # A fixed allowance for what rendering adds around blocks (wrappers, joins); the exact check
-    # below is the guarantee, this only keeps it from having to undo much.
-    overhead = count(renderer.render([_probe()], query)) - _solo_cost(_probe(), count)
+    # What rendering adds once around the first block (a messages wrapper, say). Estimates only:
+    # the exact count at the edge and at the end is the guarantee.
+    wrapper = max(count(renderer.render([_probe()], query)) - _solo_cost(_probe(), count), 0)
     for block in order:
-        cost = _solo_cost(block, count) + (0 if block.hit.source in sources else _section_cost(block, count)) + 2
-        first = not kept
-        if used + cost + (max(overhead, 0) if first else 0) <= budget:
-            kept.append(replace(block, tokens=count(block.text)))
-            sources.add(block.hit.source)
-            used += cost + (max(overhead, 0) if first else 0)
-            continue
-        # The estimate errs high by a few tokens a block; near the edge the exact count decides,
-        # so a block that fits whole is never cut or dropped.
-        whole = replace(block, tokens=count(block.text))
-        exact = count(renderer.render([*kept, whole], query))
-        if exact <= budget:
+        text_tokens = count(block.text)
+        frame = _solo_cost(block, count) - text_tokens + 2
+        if block.hit.source not in sources:
+            frame += _section_cost(block, count)
+        if not kept:
+            frame += wrapper
+        whole = replace(block, tokens=text_tokens)
+        estimate = used + frame + text_tokens
+        # The estimate errs high by a few tokens a block, so near the edge the exact count decides:
+        # a block that fits whole is never cut or dropped.
+        exact = count(renderer.render([*kept, whole], query)) if budget < estimate <= budget + _SLACK else None
+        if estimate <= budget or (exact is not None and exact <= budget):
             kept.append(whole)
             sources.add(block.hit.source)
-            used = exact
+            used = exact if exact is not None else estimate
             continue
-        room = budget - used - (cost - count(block.text)) - (max(overhead, 0) if first else 0)
-        cut = truncate(block.text, room, count)
-        if cut is not None and count(cut) >= min_truncated_tokens:
-            before = count(block.text)
-            kept.append(replace(block, text=cut, truncated=True, tokens=count(cut)))
+        cut = truncate(block.text, budget - used - frame, count)
+        cut_tokens = count(cut) if cut is not None else 0
+        if cut is not None and cut_tokens >= min_truncated_tokens:
+            kept.append(replace(block, text=cut, truncated=True, tokens=cut_tokens))
             sources.add(block.hit.source)
-            used += cost - before + count(cut) + (max(overhead, 0) if first else 0)
-            degradations.append(_degrade("truncated", block, "over budget: cut at a sentence boundary", before, count(cut)))
+            used += frame + cut_tokens
+            degradations.append(_degrade("truncated", block, "over budget: cut at a sentence boundary",
+                                         text_tokens, cut_tokens))
         else:
-            degradations.append(_degrade("dropped", block, "over budget", count(block.text), 0))
+            degradations.append(_degrade("dropped", block, "over budget", text_tokens, 0))
     rendered = renderer.render(kept, query)
     tokens = count(rendered)
     while tokens > budget and kept:
         # Estimates were off (BPE merges across joins): give up the lowest-priority block, exactly counted.
         victim = kept.pop()
-        degradations.append(_degrade("dropped", victim, "over budget after exact count", victim.tokens, 0))
+        before = victim.tokens
+        if victim.truncated:  # one entry per block: the drop replaces its truncation, with the full size
+            entry = next(d for d in degradations if d.chunk_id == victim.hit.chunk_id)
+            degradations.remove(entry)
+            before = entry.tokens_before
+        degradations.append(_degrade("dropped", victim, "over budget after exact count", before, 0))
         rendered = renderer.render(kept, query)
         tokens = count(rendered)
     return Packed(kept, rendered, tokens, degradations)

@@ -4,6 +4,7 @@ quarantine, ingest runs and traces. It is the source of truth every other tier i
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,16 @@ from sqlite_utils import Database
 
 from ctx.models import Chunk, Document
 from ctx.store.schema import migrations
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def now_iso() -> str:
@@ -60,10 +71,17 @@ class Catalog:
         return {row["name"]: row for row in self.db["sources"].rows}
 
     def start_run(self, run_id: str, sources: list[str], model_id: str) -> None:
+        self._close_dead_runs()
         self.db["ingest_runs"].insert(
             {"id": run_id, "started_at": now_iso(), "status": "running", "sources": json.dumps(sources),
-             "model_id": model_id}
+             "model_id": model_id, "pid": os.getpid()}
         )
+
+    def _close_dead_runs(self) -> None:
+        """Runs whose process died (kill -9, power loss) are marked interrupted, not left running forever."""
+        for run_id, pid in self.db.execute("select id, pid from ingest_runs where status = 'running'").fetchall():
+            if pid is None or not _alive(pid):
+                self.db["ingest_runs"].update(run_id, {"status": "interrupted", "finished_at": now_iso()})
 
     def finish_run(self, run_id: str, status: str, counts: dict[str, Any], seconds: float,
                    embed_seconds: float, error: str | None = None) -> None:

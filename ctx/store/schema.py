@@ -20,7 +20,7 @@ def m001_initial(db: Database) -> None:
     db["ingest_runs"].create(
         {
             "id": str, "started_at": str, "finished_at": str, "status": str, "sources": str,
-            "counts": str, "seconds": float, "embed_seconds": float, "model_id": str, "error": str,
+            "counts": str, "seconds": float, "embed_seconds": float, "model_id": str, "error": str, "pid": int,
         },
         pk="id",
     )
