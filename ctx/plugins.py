@@ -10,9 +10,10 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 

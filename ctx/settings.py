@@ -7,7 +7,8 @@ import json
 import os
 import re
 import tomllib
-from enum import Enum
+from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,13 +41,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Freshness(str, Enum):
+class Freshness(StrEnum):
     realtime = "realtime"
     near_realtime = "near_realtime"
     batch = "batch"
 
 
-class Criticality(str, Enum):
+class Criticality(StrEnum):
     critical = "critical"
     important = "important"
     enhancing = "enhancing"
@@ -218,20 +219,20 @@ def to_config_error(exc: ValidationError) -> ConfigError:
     return ConfigError(_loc(err["loc"]), msg)
 
 
-def find_config(explicit: str | Path | None = None, env: dict[str, str] | None = None) -> Path | None:
+def find_config(explicit: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
     """The config file to use: --config, then CTX_CONFIG, then ./ctx.toml if present."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     if explicit:
         return Path(explicit)
-    if env.get("CTX_CONFIG"):
-        return Path(env["CTX_CONFIG"])
+    if environ.get("CTX_CONFIG"):
+        return Path(environ["CTX_CONFIG"])
     here = Path.cwd() / CONFIG_NAME
     return here if here.exists() else None
 
 
-def load_settings(path: Path | None, env: dict[str, str] | None = None) -> Settings:
+def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate ctx.toml (or defaults when there is none); CTX_HOME overrides ``home``."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     raw: dict[str, Any] = {}
     if path is not None:
         if not path.exists():
@@ -254,10 +255,10 @@ def load_settings(path: Path | None, env: dict[str, str] | None = None) -> Setti
     except ValidationError as exc:
         raise to_config_error(exc) from None
     updates: dict[str, Any] = {"config_path": path.resolve() if path else None}
-    if env.get("CTX_HOME"):
-        updates["home"] = Path(env["CTX_HOME"]).expanduser().resolve()
+    if environ.get("CTX_HOME"):
+        updates["home"] = Path(environ["CTX_HOME"]).expanduser().resolve()
     elif settings.home is None:
         updates["home"] = (Path.cwd() / ".ctx").resolve()
-    if env.get("CTX_MODEL_DIR"):  # lets many homes (tests, CI) share one unpacked model
-        updates["embedding"] = settings.embedding.model_copy(update={"model_dir": env["CTX_MODEL_DIR"]})
+    if environ.get("CTX_MODEL_DIR"):  # lets many homes (tests, CI) share one unpacked model
+        updates["embedding"] = settings.embedding.model_copy(update={"model_dir": environ["CTX_MODEL_DIR"]})
     return settings.model_copy(update=updates)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ctx import plugins
-from ctx.assemble.assembler import AssembledContext, AssembleRequest, Assembler
+from ctx.assemble.assembler import AssembledContext, Assembler, AssembleRequest
 from ctx.errors import ConfigError, UserError
 from ctx.ingest.source import FetchContext
 from ctx.models import Hit
@@ -46,7 +46,8 @@ class Workspace:
         name = self.settings.embedding.embedder
         factories = plugins.embedders()
         if name not in factories:
-            raise ConfigError("embedding.embedder", f"unknown embedder {name!r} (known: {', '.join(sorted(factories))})")
+            known = ", ".join(sorted(factories))
+            raise ConfigError("embedding.embedder", f"unknown embedder {name!r} (known: {known})")
         inner = factories[name](self.model_dir)
         if inner.dimension == 0:
             return None
@@ -128,7 +129,8 @@ class Workspace:
         name = self.settings.enrichment.summarizer
         found = plugins.summarizers()
         if name not in found:
-            raise ConfigError("enrichment.summarizer", f"unknown summarizer {name!r} (known: {', '.join(sorted(found))})")
+            known = ", ".join(sorted(found))
+            raise ConfigError("enrichment.summarizer", f"unknown summarizer {name!r} (known: {known})")
         return found[name]
 
     # --- retrieval and assembly ------------------------------------------------------------------

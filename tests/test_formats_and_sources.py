@@ -196,7 +196,7 @@ def test_files_relative_path_resolves_against_config_dir(tmp_path: Path) -> None
 @pytest.mark.parametrize("value", ["missing", "corpus/a.txt"])
 def test_files_path_must_be_existing_directory(tmp_path: Path, value: str) -> None:
     _tree(tmp_path)
-    with pytest.raises(ValidationError, match="path does not exist|not a directory"):
+    with pytest.raises(ValidationError, match=r"path does not exist|not a directory"):
         FilesSettings.model_validate({"path": value}, context={"base_dir": tmp_path})
 
 

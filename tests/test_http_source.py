@@ -320,7 +320,7 @@ def test_config_validation() -> None:
         HttpSettings.model_validate({"kind": "http", "url": "ftp://x"})
     with pytest.raises(ValidationError, match="http:// or https://"):
         HttpSettings.model_validate({"kind": "http", "url": "https://"})
-    with pytest.raises(ValidationError, match="extra_forbidden|Extra inputs"):
+    with pytest.raises(ValidationError, match=r"extra_forbidden|Extra inputs"):
         HttpSettings.model_validate({"kind": "http", "url": "https://x", "pagnation": "page"})
     with pytest.raises(ValidationError, match="must name an environment variable"):
         HttpSettings.model_validate(

@@ -38,7 +38,8 @@ def deduplicate(hits: Sequence[Hit]) -> tuple[list[Hit], list[Degradation]]:
             kept.append(hit)
         else:
             why = "same text as" if twin.content_hash == hit.content_hash else "overlaps"
-            degradations.append(Degradation("deduplicated", hit.chunk_id, hit.source, "", f"{why} chunk {twin.chunk_id}"))
+            reason = f"{why} chunk {twin.chunk_id}"
+            degradations.append(Degradation("deduplicated", hit.chunk_id, hit.source, "", reason))
     return kept, degradations
 
 

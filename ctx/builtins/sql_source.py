@@ -145,7 +145,7 @@ class SqlSource:
                 columns = [d[0] for d in cursor.description or []]
                 self._check_columns(settings, columns, context.name)
                 for number, row in enumerate(cursor, start=1):
-                    yield self._record(dict(zip(columns, row)), settings, number)
+                    yield self._record(dict(zip(columns, row, strict=True)), settings, number)
             except sqlite3.Error as exc:
                 message = " ".join(str(exc).split())
                 raise SourceError(f"source {context.name}: query failed: {message}") from None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
+
+import typer
 
 # typer vendors its own click: its exceptions are the ones raised here, not the click package's.
 from typer._click import exceptions as cli_errors
-import typer
 from typer._click.utils import echo
 from typer.core import TyperGroup
 
@@ -39,12 +41,13 @@ def write_exact(text: str) -> None:
 class CtxGroup(TyperGroup):
     """The one boundary where typed errors become one-line messages and exit codes."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
+             **extra: Any) -> Any:
         if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except cli_errors.NoArgsIsHelpError as exc:
             exc.show()
             sys.exit(exc.exit_code)

@@ -59,7 +59,7 @@ class TraceStore:
         self.db = catalog.db
 
     def write(self, trace: TraceRecord) -> None:
-        self.db["traces"].insert(
+        self.db.table("traces").insert(
             {
                 "id": trace.id, "created_at": trace.created_at, "query": trace.request.get("query", ""),
                 "request": json.dumps(trace.request, sort_keys=True),

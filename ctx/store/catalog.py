@@ -65,14 +65,14 @@ class Catalog:
     # --- sources and runs -------------------------------------------------------------------
 
     def upsert_source(self, row: dict[str, Any]) -> None:
-        self.db["sources"].upsert(row, pk="name", alter=False)
+        self.db.table("sources").upsert(row, pk="name", alter=False)
 
     def source_rows(self) -> dict[str, dict[str, Any]]:
-        return {row["name"]: row for row in self.db["sources"].rows}
+        return {row["name"]: row for row in self.db.table("sources").rows}
 
     def start_run(self, run_id: str, sources: list[str], model_id: str) -> None:
         self._close_dead_runs()
-        self.db["ingest_runs"].insert(
+        self.db.table("ingest_runs").insert(
             {"id": run_id, "started_at": now_iso(), "status": "running", "sources": json.dumps(sources),
              "model_id": model_id, "pid": os.getpid()}
         )
@@ -81,11 +81,11 @@ class Catalog:
         """Runs whose process died (kill -9, power loss) are marked interrupted, not left running forever."""
         for run_id, pid in self.db.execute("select id, pid from ingest_runs where status = 'running'").fetchall():
             if pid is None or not _alive(pid):
-                self.db["ingest_runs"].update(run_id, {"status": "interrupted", "finished_at": now_iso()})
+                self.db.table("ingest_runs").update(run_id, {"status": "interrupted", "finished_at": now_iso()})
 
     def finish_run(self, run_id: str, status: str, counts: dict[str, Any], seconds: float,
                    embed_seconds: float, error: str | None = None) -> None:
-        self.db["ingest_runs"].update(
+        self.db.table("ingest_runs").update(
             run_id,
             {"finished_at": now_iso(), "status": status, "counts": json.dumps(counts), "seconds": seconds,
              "embed_seconds": embed_seconds, "error": error},
@@ -106,7 +106,7 @@ class Catalog:
         with self.db.atomic():
             old = self._chunk_ids_of(ids)
             self._delete_chunks_of(ids)
-            self.db["documents"].upsert_all(
+            self.db.table("documents").upsert_all(
                 (
                     {
                         "id": w.doc.id, "source": w.doc.source, "key": w.doc.key, "tenant": w.doc.tenant,
@@ -123,7 +123,7 @@ class Catalog:
                 "update documents set created_at = ? where created_at is null and id in (%s)"
                 % ",".join("?" * len(ids)), [stamp, *ids],
             )
-            self.db["document_versions"].insert_all(
+            self.db.table("document_versions").insert_all(
                 (
                     {
                         "doc_id": w.doc.id, "version": w.version, "source": w.doc.source, "key": w.doc.key,
@@ -136,7 +136,7 @@ class Catalog:
                 pk=("doc_id", "version"),
                 replace=True,
             )
-            self.db["chunks"].insert_all(
+            self.db.table("chunks").insert_all(
                 (
                     {
                         "id": c.id, "doc_id": c.doc_id, "source": w.doc.source, "tenant": w.doc.tenant,

@@ -36,10 +36,10 @@ def diagnose(catalog: Catalog, vectors: VectorStore | None, embedder: CachedEmbe
     try:
         catalog.db.execute("insert into chunks_fts(chunks_fts) values('integrity-check')")
         report.add("fts index", True, "in step with chunks")
-    except Exception as exc:  # sqlite reports a corrupt index as an error  # noqa: BLE001
+    except Exception as exc:  # sqlite reports a corrupt index as an error
         report.add("fts index", False, f"out of step: {exc}")
         if repair:
-            catalog.db["chunks"].rebuild_fts()
+            catalog.db.table("chunks").rebuild_fts()
             report.repaired["fts"] = 1
     if vectors is None or embedder is None:
         report.add("vectors", True, "lexical-only (embedder = none): no vector tier to check")

@@ -10,21 +10,21 @@ migrations = Migrations("ctx")
 
 @migrations()
 def m001_initial(db: Database) -> None:
-    db["sources"].create(
+    db.table("sources").create(
         {
             "name": str, "kind": str, "config_hash": str, "freshness": str, "max_staleness": float,
             "criticality": str, "mode": str, "last_sync_at": str, "last_success_at": str, "last_error": str,
         },
         pk="name",
     )
-    db["ingest_runs"].create(
+    db.table("ingest_runs").create(
         {
             "id": str, "started_at": str, "finished_at": str, "status": str, "sources": str,
             "counts": str, "seconds": float, "embed_seconds": float, "model_id": str, "error": str, "pid": int,
         },
         pk="id",
     )
-    db["documents"].create(
+    db.table("documents").create(
         {
             "id": str, "source": str, "key": str, "tenant": str, "title": str, "format": str,
             "content_hash": str, "version": int, "summary": str, "token_count": int, "chunk_count": int,
@@ -32,15 +32,15 @@ def m001_initial(db: Database) -> None:
         },
         pk="id",
     )
-    db["documents"].create_index(["source", "key"], unique=True)
-    db["document_versions"].create(
+    db.table("documents").create_index(["source", "key"], unique=True)
+    db.table("document_versions").create(
         {
             "doc_id": str, "version": int, "source": str, "key": str, "content_hash": str, "title": str,
             "text": str, "metadata": str, "run_id": str, "created_at": str, "deleted_at": str,
         },
         pk=("doc_id", "version"),
     )
-    db["chunks"].create(
+    db.table("chunks").create(
         {
             "id": str, "doc_id": str, "source": str, "tenant": str, "version": int, "ordinal": int,
             "heading": str, "text": str, "start": int, "end": int, "token_count": int,
@@ -48,11 +48,11 @@ def m001_initial(db: Database) -> None:
         },
         pk="id",
     )
-    db["chunks"].create_index(["doc_id"])
+    db.table("chunks").create_index(["doc_id"])
     # External-content FTS5 kept in step by triggers, so a chunk write and its index entry
     # commit in the same transaction.
-    db["chunks"].enable_fts(["heading", "text"], fts_version="FTS5", create_triggers=True, tokenize="porter")
-    db["quarantine"].create(
+    db.table("chunks").enable_fts(["heading", "text"], fts_version="FTS5", create_triggers=True, tokenize="porter")
+    db.table("quarantine").create(
         {
             "id": int, "run_id": str, "source": str, "record_id": str, "reason": str, "raw": str,
             "created_at": str, "last_seen_at": str, "seen": int,
@@ -60,8 +60,8 @@ def m001_initial(db: Database) -> None:
         pk="id",
     )
     # One row per (source, record, reason): a bad line re-read by every run is one problem, seen N times.
-    db["quarantine"].create_index(["source", "record_id", "reason"], unique=True)
-    db["traces"].create(
+    db.table("quarantine").create_index(["source", "record_id", "reason"], unique=True)
+    db.table("traces").create(
         {
             "id": str, "created_at": str, "query": str, "request": str, "config_fingerprint": str,
             "candidates": bytes, "timings": str, "tokens": int, "budget": int, "model": str, "format": str,

@@ -55,10 +55,11 @@ class ChromaVectors:
         if n <= 0:
             return []
         res = self.collection.query(
-            query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=n, where=where or None,
+            query_embeddings=np.asarray([vector], dtype=np.float32), n_results=n, where=where or None,
             include=["distances"],
         )
-        return list(zip(res["ids"][0], res["distances"][0], strict=True))
+        distances = res["distances"] or [[]]
+        return list(zip(res["ids"][0], distances[0], strict=True))
 
     def ids(self) -> Iterator[str]:
         offset, step = 0, 5000
