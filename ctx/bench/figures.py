@@ -19,10 +19,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "mean": 0.0, "max": 0.0}
     if len(values) == 1:
-        cuts = [values[0]] * 99
-    else:
-        # "inclusive": the sample's own min and max bound the estimate, so p99 of 20 samples stays real.
-        cuts = statistics.quantiles(values, n=100, method="inclusive")
+        return {"p50": values[0], "p95": values[0], "p99": values[0], "mean": values[0], "max": values[0]}
+    # "inclusive": the sample's own min and max bound the estimate, so p99 of 20 samples stays real.
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
     return {"p50": cuts[49], "p95": cuts[94], "p99": cuts[98], "mean": statistics.fmean(values),
             "max": max(values)}
 
