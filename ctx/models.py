@@ -70,6 +70,7 @@ class Hit:
     start: int
     end: int
     content_hash: str
+    token_count: int = 0
     score: float = 0.0
     lexical_rank: int | None = None
     vector_rank: int | None = None

@@ -18,6 +18,7 @@ from ctx.models import Hit
 from ctx.observe.replay import RerunReport, compare
 from ctx.observe.traces import TraceRecord, TraceStore, new_trace_id
 from ctx.pipeline import IngestRun, IngestSummary, Processor, Progress, source_row
+from ctx.process.tokens import canonical_encoding as get_encoding_name
 from ctx.retrieve.hybrid import Filters, Retriever
 from ctx.settings import Settings, find_config, load_settings
 from ctx.store.catalog import Catalog
@@ -146,7 +147,7 @@ class Workspace:
         crit = {name: s.criticality.value for name, s in self.settings.sources.items()}
         fingerprint = self.settings.fingerprint("chunking", "embedding", "retrieval", "assembly", "sources")
         return Assembler(self.retriever, plugins.renderers(), crit, a.default_encoding, a.min_truncated_tokens,
-                         fingerprint)
+                         fingerprint, get_encoding_name(self.settings.chunking.encoding))
 
     def filters(self, sources: list[str] | None = None, tenant: str | None = None, path: str | None = None) -> Filters:
         unknown = [s for s in sources or [] if s not in self.settings.sources]

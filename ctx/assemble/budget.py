@@ -53,10 +53,12 @@ def pack(blocks: Sequence[Block], budget: int, renderer: Renderer, query: str, c
     used = count(renderer.render([], query))
     # What rendering adds once around the first block (a messages wrapper, say). Estimates only:
     # the exact count at the edge and at the end is the guarantee.
-    wrapper = max(count(renderer.render([_probe()], query)) - _solo_cost(_probe(), count), 0)
+    probe = _probe()
+    wrapper = max(count(renderer.render([probe], query)) - _frame_cost(probe, count) - count(probe.text), 0)
     for block in order:
-        text_tokens = count(block.text)
-        frame = _solo_cost(block, count) - text_tokens + 2
+        # Chunks carry their token count from ingest (same encoding); only other text is counted here.
+        text_tokens = block.tokens or count(block.text)
+        frame = _frame_cost(block, count) + 2
         if block.hit.source not in sources:
             frame += _section_cost(block, count)
         if not kept:
@@ -115,8 +117,9 @@ def truncate(text: str, max_tokens: int, count: Callable[[str], int]) -> str | N
     return None
 
 
-def _solo_cost(block: Block, count: Callable[[str], int]) -> int:
-    return count(f"### {block_heading(block)}\n\n{block.text}\n\n{provenance(block)}\n")
+def _frame_cost(block: Block, count: Callable[[str], int]) -> int:
+    """Tokens a block costs besides its text: its heading and provenance lines (markdown layout)."""
+    return count(f"### {block_heading(block)}\n\n\n\n{provenance(block)}\n")
 
 
 def _section_cost(block: Block, count: Callable[[str], int]) -> int:

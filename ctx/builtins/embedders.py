@@ -18,6 +18,7 @@ from ctx.hookspecs import hookimpl
 MODEL_NAME = "all-MiniLM-L6-v2"
 _loaded: dict[str, Any] = {}
 _lock = threading.Lock()
+_embed_lock = threading.Lock()  # thread settings are process-wide: one model call at a time
 
 
 def _package_zip() -> Path:
@@ -76,10 +77,20 @@ class MiniLMEmbedder:
             return _loaded[key]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(
-            self.model.encode(list(texts), batch_size=32, normalize_embeddings=True, show_progress_bar=False),
-            dtype=np.float32,
-        )
+        import torch
+
+        model = self.model
+        with _embed_lock:
+            # A query is one short text: a second thread only adds synchronisation, and when the other
+            # core is busy it costs 10-20x at the tail (measured: p90 11 ms on 1 thread, 45-177 ms on 2).
+            threads = torch.get_num_threads()
+            if len(texts) <= 2:
+                torch.set_num_threads(1)
+            try:
+                out = model.encode(list(texts), batch_size=32, normalize_embeddings=True, show_progress_bar=False)
+            finally:
+                torch.set_num_threads(threads)
+        return np.asarray(out, dtype=np.float32)
 
 
 class NoEmbedder:

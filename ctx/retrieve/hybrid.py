@@ -16,6 +16,7 @@ from wcmatch import glob as wcglob
 
 from ctx.models import Hit
 from ctx.process.embedding import CachedEmbedder
+from ctx.process.stopwords import STOPWORDS
 from ctx.store.catalog import Catalog
 from ctx.store.vectors import SHARED_TENANT, VectorStore
 
@@ -40,9 +41,14 @@ class SearchResult:
 
 
 def fts_query(text: str) -> str:
-    """Each word quoted and OR-ed: user text can never inject FTS5 syntax."""
+    """Each word quoted and OR-ed: user text can never inject FTS5 syntax.
+
+    Stop words are left out unless the query has nothing else: "how do I rotate a key" matching every
+    chunk that says "how" or "a" costs a BM25 score per chunk and adds nothing to the ranking.
+    """
     terms = list(dict.fromkeys(t.lower() for t in _TERM.findall(text)))
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    content = [t for t in terms if t not in STOPWORDS] or terms
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in content)
 
 
 class Retriever:
@@ -93,22 +99,31 @@ class Retriever:
         match = fts_query(query)
         if not match:
             return []
-        where, params = _sql_filters(filters)
+        if filters.sources or self.catalog.has_tenants():
+            where, params = _sql_filters(filters)
+            sql = (
+                "select c.id, bm25(chunks_fts) as rank from chunks_fts join chunks c on c.rowid = chunks_fts.rowid "
+                f"where chunks_fts match ? {where} order by rank limit ?"
+            )
+            return [(r[0], r[1]) for r in self.catalog.db.execute(sql, [match, *params, n])]
+        # Nothing to filter on: rank inside the FTS index first and join only the top n.
         sql = (
-            "select c.id, bm25(chunks_fts) as rank from chunks_fts join chunks c on c.rowid = chunks_fts.rowid "
-            f"where chunks_fts match ? {where} order by rank limit ?"
+            "select c.id, f.rank from (select rowid, rank from chunks_fts where chunks_fts match ? "
+            "order by rank limit ?) f join chunks c on c.rowid = f.rowid order by f.rank"
         )
-        return [(r[0], r[1]) for r in self.catalog.db.execute(sql, [match, *params, n])]
+        return [(r[0], r[1]) for r in self.catalog.db.execute(sql, [match, n])]
 
     def _vector(self, query: str, filters: Filters, n: int) -> list[tuple[str, float]]:
         if self.vectors is None or self.embedder is None or not query.strip():
             return []
-        conditions: list[dict[str, Any]] = [
-            {"tenant": {"$in": [SHARED_TENANT, filters.tenant]}} if filters.tenant else {"tenant": SHARED_TENANT}
-        ]
+        conditions: list[dict[str, Any]] = []
+        # A where clause costs Chroma a scan of its metadata, so it is sent only when it can exclude something.
+        if self.catalog.has_tenants():
+            tenants = [SHARED_TENANT, filters.tenant] if filters.tenant else [SHARED_TENANT]
+            conditions.append({"tenant": {"$in": tenants}})
         if filters.sources:
             conditions.append({"source": {"$in": list(filters.sources)}})
-        where = conditions[0] if len(conditions) == 1 else {"$and": conditions}
+        where = None if not conditions else conditions[0] if len(conditions) == 1 else {"$and": conditions}
         vector = self.embedder.embed_query(query)
         return self.vectors.query(vector, n, where)
 
@@ -117,12 +132,12 @@ class Retriever:
             return []
         rows = self.catalog.db.execute(
             "select c.id, c.doc_id, c.source, d.key, d.title, c.version, c.text, c.heading_path, c.tenant, "
-            "c.start, c.end, c.content_hash from chunks c join documents d on d.id = c.doc_id "
+            "c.start, c.end, c.content_hash, c.token_count from chunks c join documents d on d.id = c.doc_id "
             "where c.id in (%s)" % ",".join("?" * len(chunk_ids)), chunk_ids,
         ).fetchall()
         by_id = {r[0]: r for r in rows}
         return [
-            Hit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "[]"), r[8], r[9], r[10], r[11])
+            Hit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "[]"), r[8], r[9], r[10], r[11], r[12])
             for r in (by_id.get(c) for c in chunk_ids)
             if r is not None
         ]

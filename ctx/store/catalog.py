@@ -184,6 +184,10 @@ class Catalog:
             part = doc_ids[i : i + 500]
             self.db.execute("delete from chunks where doc_id in (%s)" % ",".join("?" * len(part)), part)
 
+    def has_tenants(self) -> bool:
+        """Whether any chunk belongs to a tenant; if none does, tenant filters can be skipped."""
+        return bool(self.db.execute("select exists(select 1 from chunks where tenant is not null)").fetchone()[0])
+
     def chunk_ids(self) -> set[str]:
         return {r[0] for r in self.db.execute("select id from chunks")}
 

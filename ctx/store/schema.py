@@ -49,6 +49,7 @@ def m001_initial(db: Database) -> None:
         pk="id",
     )
     db.table("chunks").create_index(["doc_id"])
+    db.table("chunks").create_index(["tenant"])  # has_tenants() must not scan every chunk
     # External-content FTS5 kept in step by triggers, so a chunk write and its index entry
     # commit in the same transaction.
     db.table("chunks").enable_fts(["heading", "text"], fts_version="FTS5", create_triggers=True, tokenize="porter")
