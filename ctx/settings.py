@@ -120,6 +120,7 @@ class RetrievalSettings(Strict):
     top_k: int = Field(default=20, ge=1, le=1000)
     candidates: int = Field(default=50, ge=1, le=5000)
     rrf_k: int = Field(default=60, ge=1)
+    max_term_share: float = Field(default=0.1, gt=0, le=1)
 
 
 class AssemblySettings(Strict):

@@ -139,7 +139,7 @@ class Workspace:
     @cached_property
     def retriever(self) -> Retriever:
         r = self.settings.retrieval
-        return Retriever(self.catalog, self.vectors, self.embedder, r.candidates, r.rrf_k)
+        return Retriever(self.catalog, self.vectors, self.embedder, r.candidates, r.rrf_k, r.max_term_share)
 
     @cached_property
     def assembler(self) -> Assembler:

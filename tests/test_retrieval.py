@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctx.retrieve.hybrid import fts_query
+from ctx.retrieve.lexical import fts_query
 
 pytestmark = pytest.mark.model
 

@@ -1,14 +1,15 @@
 """Hybrid retrieval: FTS5 BM25 and vector similarity fused with reciprocal rank fusion.
 
-Tenant isolation is enforced in both legs of the query, not after fusion: a request for tenant
-A sees A's data and shared (untenanted) data; a request with no tenant sees shared data only.
+Tenant isolation: a request for tenant A sees A's data and shared (untenanted) data; a request with
+no tenant sees shared data only. Both legs filter by tenant whenever tenant data exists, and every hit
+is checked again on its SQLite row before it is returned.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +17,10 @@ from wcmatch import glob as wcglob
 
 from ctx.models import Hit
 from ctx.process.embedding import CachedEmbedder
-from ctx.process.stopwords import STOPWORDS
+from ctx.retrieve.lexical import Lexical
 from ctx.store.catalog import Catalog
 from ctx.store.vectors import SHARED_TENANT, VectorStore
 
-_TERM = re.compile(r"\w+", re.UNICODE)
 GLOB_FLAGS = wcglob.GLOBSTAR | wcglob.BRACE
 
 
@@ -40,37 +40,32 @@ class SearchResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def fts_query(text: str) -> str:
-    """Each word quoted and OR-ed: user text can never inject FTS5 syntax.
-
-    Stop words are left out unless the query has nothing else: "how do I rotate a key" matching every
-    chunk that says "how" or "a" costs a BM25 score per chunk and adds nothing to the ranking.
-    """
-    terms = list(dict.fromkeys(t.lower() for t in _TERM.findall(text)))
-    content = [t for t in terms if t not in STOPWORDS] or terms
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in content)
-
-
 class Retriever:
     def __init__(self, catalog: Catalog, vectors: VectorStore | None, embedder: CachedEmbedder | None,
-                 candidates: int = 50, rrf_k: int = 60) -> None:
+                 candidates: int = 50, rrf_k: int = 60, max_term_share: float = 0.1) -> None:
         self.catalog = catalog
+        self.lexical = Lexical(catalog, max_term_share)
         self.vectors = vectors
         self.embedder = embedder
         self.candidates = candidates
         self.rrf_k = rrf_k
+        self._executor: ThreadPoolExecutor | None = None
 
     def search(self, query: str, filters: Filters, limit: int) -> SearchResult:
         timings: dict[str, float] = {}
         # With a path filter some candidates will be filtered out after fetching: fetch more.
         fetch = self.candidates * (4 if filters.path else 1)
         t0 = time.perf_counter()
-        lexical = self._lexical(query, filters, fetch)
-        t1 = time.perf_counter()
-        vector = self._vector(query, filters, fetch)
+        tenants = self.catalog.has_tenants()
+        # The two legs run side by side: embedding the query (torch) and BM25 (SQLite) both release the
+        # GIL, so the request costs the slower leg, not the sum. SQLite stays on this thread.
+        pending = None
+        if self.vectors is not None and self.embedder is not None and query.strip():
+            pending = self._pool().submit(self._vector, query, filters, fetch, tenants)
+        lexical = self.lexical.search(query, filters, fetch, tenants)
+        timings["lexical_ms"] = (time.perf_counter() - t0) * 1000
+        vector, timings["vector_ms"] = pending.result() if pending is not None else ([], 0.0)
         t2 = time.perf_counter()
-        timings["lexical_ms"] = (t1 - t0) * 1000
-        timings["vector_ms"] = (t2 - t1) * 1000
         scores: dict[str, float] = {}
         for rank, (cid, _) in enumerate(lexical, 1):
             scores[cid] = scores.get(cid, 0.0) + 1.0 / (self.rrf_k + rank)
@@ -95,37 +90,24 @@ class Retriever:
         timings["fuse_ms"] = (time.perf_counter() - t2) * 1000
         return SearchResult(hits, timings)
 
-    def _lexical(self, query: str, filters: Filters, n: int) -> list[tuple[str, float]]:
-        match = fts_query(query)
-        if not match:
-            return []
-        if filters.sources or self.catalog.has_tenants():
-            where, params = _sql_filters(filters)
-            sql = (
-                "select c.id, bm25(chunks_fts) as rank from chunks_fts join chunks c on c.rowid = chunks_fts.rowid "
-                f"where chunks_fts match ? {where} order by rank limit ?"
-            )
-            return [(r[0], r[1]) for r in self.catalog.db.execute(sql, [match, *params, n])]
-        # Nothing to filter on: rank inside the FTS index first and join only the top n.
-        sql = (
-            "select c.id, f.rank from (select rowid, rank from chunks_fts where chunks_fts match ? "
-            "order by rank limit ?) f join chunks c on c.rowid = f.rowid order by f.rank"
-        )
-        return [(r[0], r[1]) for r in self.catalog.db.execute(sql, [match, n])]
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctx-vector")
+        return self._executor
 
-    def _vector(self, query: str, filters: Filters, n: int) -> list[tuple[str, float]]:
-        if self.vectors is None or self.embedder is None or not query.strip():
-            return []
+    def _vector(self, query: str, filters: Filters, n: int, tenants: bool) -> tuple[list[tuple[str, float]], float]:
+        started = time.perf_counter()
+        assert self.vectors is not None and self.embedder is not None
         conditions: list[dict[str, Any]] = []
         # A where clause costs Chroma a scan of its metadata, so it is sent only when it can exclude something.
-        if self.catalog.has_tenants():
-            tenants = [SHARED_TENANT, filters.tenant] if filters.tenant else [SHARED_TENANT]
-            conditions.append({"tenant": {"$in": tenants}})
+        if tenants:
+            allowed = [SHARED_TENANT, filters.tenant] if filters.tenant else [SHARED_TENANT]
+            conditions.append({"tenant": {"$in": allowed}})
         if filters.sources:
             conditions.append({"source": {"$in": list(filters.sources)}})
         where = None if not conditions else conditions[0] if len(conditions) == 1 else {"$and": conditions}
-        vector = self.embedder.embed_query(query)
-        return self.vectors.query(vector, n, where)
+        found = self.vectors.query(self.embedder.embed_query(query), n, where)
+        return found, (time.perf_counter() - started) * 1000
 
     def _hydrate(self, chunk_ids: list[str]) -> list[Hit]:
         if not chunk_ids:
@@ -141,19 +123,6 @@ class Retriever:
             for r in (by_id.get(c) for c in chunk_ids)
             if r is not None
         ]
-
-
-def _sql_filters(filters: Filters) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    if filters.tenant:
-        clauses.append("(c.tenant is null or c.tenant = ?)")
-        params.append(filters.tenant)
-    else:
-        clauses.append("c.tenant is null")
-    if filters.sources:
-        clauses.append("c.source in (%s)" % ",".join("?" * len(filters.sources)))
-        params.extend(filters.sources)
-    return "".join(" and " + c for c in clauses), params
 
 
 def _allowed(hit: Hit, filters: Filters) -> bool:

@@ -53,6 +53,8 @@ def m001_initial(db: Database) -> None:
     # External-content FTS5 kept in step by triggers, so a chunk write and its index entry
     # commit in the same transaction.
     db.table("chunks").enable_fts(["heading", "text"], fts_version="FTS5", create_triggers=True, tokenize="porter")
+    # Document frequency per indexed term, so retrieval can tell common query words from rare ones.
+    db.execute("create virtual table chunks_fts_vocab using fts5vocab('chunks_fts', 'row')")
     db.table("quarantine").create(
         {
             "id": int, "run_id": str, "source": str, "record_id": str, "reason": str, "raw": str,
