@@ -68,6 +68,7 @@ class Progress:
     """What the ingest run reports while it works; the CLI draws a progress bar from it."""
 
     def source_started(self, name: str) -> None: ...
+    def source_finished(self, name: str, failed: bool) -> None: ...
     def advance(self, n: int = 1) -> None: ...
     def phase(self, text: str) -> None: ...
 
@@ -144,6 +145,7 @@ class IngestRun:
             self._store(batch, summary)
             summary.error = str(exc)
         summary.seconds = time.perf_counter() - started
+        self.progress.source_finished(name, summary.error is not None)
         return summary
 
     def _quarantine(self, summary: SourceSummary, source: str, key: str, reason: str, raw: str | None) -> None:
@@ -156,9 +158,16 @@ class IngestRun:
         chunks = [c for w in batch for c in w.chunks]
         vectors = None
         if self.embedder is not None and self.vectors is not None and chunks:
-            self.progress.phase(f"embedding {len(chunks)} chunks")
             before = self.embedder.embedded
-            vectors = self.embedder.embed_hashed([(c.content_hash, c.text) for c in chunks])
+            done = 0
+
+            def embedded(n: int) -> None:
+                nonlocal done
+                done += n
+                self.progress.phase(f"embedding {done}/{len(chunks)} chunks of this batch")
+
+            self.progress.phase(f"embedding {len(chunks)} chunks")
+            vectors = self.embedder.embed_hashed([(c.content_hash, c.text) for c in chunks], embedded)
             summary.chunks_embedded += self.embedder.embedded - before
         replaced = self.catalog.write_documents(self.run_id, batch)
         summary.chunks_written += len(chunks)

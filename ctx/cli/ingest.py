@@ -19,10 +19,13 @@ class RichProgress:
         self.task: Any = None
 
     def source_started(self, name: str) -> None:
-        if self.task is not None:
-            self.bar.update(self.task, description=f"[green]✓[/] {self.bar.tasks[self.task].description[2:]}")
-            self.bar.stop_task(self.task)
         self.task = self.bar.add_task(f"  {name}", total=None, status="")
+
+    def source_finished(self, name: str, failed: bool) -> None:
+        done = self.bar.tasks[self.task].completed
+        mark = "[red]✗[/]" if failed else "[green]✓[/]"
+        self.bar.update(self.task, description=f"{mark} {name}", total=done, status="")
+        self.bar.stop_task(self.task)
 
     def advance(self, n: int = 1) -> None:
         self.bar.advance(self.task, n)
