@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ctx.errors import CtxError, SourceError
 from ctx.ingest.source import FetchContext
 from ctx.ingest.validate import validate
@@ -172,14 +174,11 @@ class IngestRun:
         replaced = self.catalog.write_documents(self.run_id, batch)
         summary.chunks_written += len(chunks)
         if vectors is not None and self.vectors is not None:
-            by_doc = {w.doc.id: w for w in batch}
             metas = [
-                metadata_for({"source": by_doc[c.doc_id].doc.source, "doc_id": c.doc_id,
-                              "tenant": by_doc[c.doc_id].doc.tenant, "version": by_doc[c.doc_id].version})
-                for c in chunks
+                metadata_for({"source": w.doc.source, "doc_id": w.doc.id, "tenant": w.doc.tenant, "version": w.version})
+                for w in batch
+                for _ in w.chunks
             ]
-            import numpy as np
-
             self.vectors.upsert([c.id for c in chunks], np.stack(vectors), metas)
         self._drop_vectors(replaced)
 

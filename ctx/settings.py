@@ -78,6 +78,10 @@ class SourceSettings(Strict):
     def _duration(cls, value: Any) -> float | None:
         return None if value is None else parse_duration(value)
 
+    def fingerprint(self) -> str:
+        """A stable hash of this source's settings: which configuration a sync ran with."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
     @property
     def staleness_limit(self) -> float:
         return self.max_staleness if self.max_staleness is not None else DEFAULT_STALENESS[self.freshness]

@@ -104,9 +104,7 @@ class Workspace:
             cfg = configured[name]
             result = run.sync_source(name, kinds[cfg.kind], cfg, FetchContext(name, self.env))
             summary.sources.append(result)
-            self.catalog.upsert_source(
-                source_row(name, cfg, result, previous.get(name), self.settings.fingerprint("sources"))
-            )
+            self.catalog.upsert_source(source_row(name, cfg, result, previous.get(name), cfg.fingerprint()))
         summary.seconds = time.perf_counter() - started
         summary.embed_seconds = (self.embedder.seconds if self.embedder else 0.0) - embed_before
         if self.vectors is not None and self.vectors.count() != self.catalog.counts()["chunks"]:
