@@ -122,14 +122,13 @@ def _registered(registry: str, what: str, value: str) -> str:
 
 class EmbeddingSettings(Strict):
     embedder: str = "minilm"
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    model_dir: str | None = Field(default=None, description="where the bundled model is unpacked; default HOME/models")
 
     @field_validator("embedder")
     @classmethod
     def _embedder(cls, value: str) -> str:
         return _registered("embedders", "embedder", value)
-
-    batch_size: int = Field(default=32, ge=1, le=1024)
-    model_dir: str | None = Field(default=None, description="where the bundled model is unpacked; default HOME/models")
 
 
 class EnrichmentSettings(Strict):

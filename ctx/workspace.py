@@ -107,7 +107,7 @@ class Workspace:
             self.catalog.upsert_source(source_row(name, cfg, result, previous.get(name), cfg.fingerprint()))
         summary.seconds = time.perf_counter() - started
         summary.embed_seconds = (self.embedder.seconds if self.embedder else 0.0) - embed_before
-        if self.vectors is not None and self.vectors.count() != self.catalog.counts()["chunks"]:
+        if self.vectors is not None and self.vectors.count() != self.catalog.chunk_count():
             # An earlier run died between its SQLite commit and its Chroma write: heal it now, from the truth.
             repaired = self.doctor(repair=True).repaired
             if repaired:

@@ -136,18 +136,17 @@ def test_config_named_by_flag_that_does_not_exist(ctx_cli, tmp_path: Path) -> No
     assert "config file not found" in res.stderr and "missing.toml" in res.stderr
 
 
+def _sources_json(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`ctx sources --json` in a real process, so the console entry point's own error path runs."""
+    return subprocess.run(
+        [sys.executable, "-c", "from ctx.cli import main; main()", "sources", "--json"],
+        cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=120,
+    )
+
+
 def test_ctx_debug_shows_the_traceback(write_config, tmp_path: Path) -> None:
     write_config("bogus_setting = 1\n")
-    env = {**os.environ, "CTX_DEBUG": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", "from ctx.cli import main; main()", "sources", "--json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    proc = _sources_json(tmp_path, {**os.environ, "CTX_DEBUG": "1"})
     assert proc.returncode != 0
     assert proc.stdout == ""
     assert "Traceback (most recent call last)" in proc.stderr
@@ -156,16 +155,7 @@ def test_ctx_debug_shows_the_traceback(write_config, tmp_path: Path) -> None:
 
 def test_without_ctx_debug_the_same_subprocess_has_no_traceback(write_config, tmp_path: Path) -> None:
     write_config("bogus_setting = 1\n")
-    env = {k: v for k, v in os.environ.items() if k != "CTX_DEBUG"}
-    proc = subprocess.run(
-        [sys.executable, "-c", "from ctx.cli import main; main()", "sources", "--json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    proc = _sources_json(tmp_path, {k: v for k, v in os.environ.items() if k != "CTX_DEBUG"})
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr

@@ -124,7 +124,7 @@ def _measure(options: BenchOptions, home: Path, environ: Mapping[str, str],
                       f"(budget {options.budget} tokens)")
         latencies, stages = _assemble(ws, all_queries[:WARMUP_QUERIES], all_queries[WARMUP_QUERIES:],
                                       options.budget)
-        chunks = ws.catalog.counts()["chunks"]
+        chunks = ws.catalog.chunk_count()
         model_id = first.model_id
     finally:
         ws.close()

@@ -75,7 +75,7 @@ class Lexical:
         """The terms worth scoring: common ones go when rarer ones exist, the rarest always stays."""
         if len(terms) <= 1:
             return terms
-        total = self.catalog.db.execute("select count(*) from chunks").fetchone()[0]
+        total = self.catalog.chunk_count()
         if total < PRUNE_FROM_CHUNKS:
             return terms
         stems = _stemmer().stemWords(terms)

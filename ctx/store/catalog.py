@@ -184,6 +184,9 @@ class Catalog:
             part = doc_ids[i : i + 500]
             self.db.execute("delete from chunks where doc_id in (%s)" % ",".join("?" * len(part)), part)
 
+    def chunk_count(self) -> int:
+        return int(self.db.execute("select count(*) from chunks").fetchone()[0])
+
     def has_tenants(self) -> bool:
         """Whether any chunk belongs to a tenant; if none does, tenant filters can be skipped."""
         return bool(self.db.execute("select exists(select 1 from chunks where tenant is not null)").fetchone()[0])
