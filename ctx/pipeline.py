@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ctx.errors import CtxError, SourceError
+from ctx.ingest.queue import decode, encode
 from ctx.ingest.source import FetchContext
 from ctx.ingest.validate import validate
 from ctx.models import Document, Record, Rejected
@@ -22,6 +23,7 @@ from ctx.process.chunking import Chunker
 from ctx.process.embedding import CachedEmbedder
 from ctx.process.tokens import count_tokens
 from ctx.store.catalog import Catalog, DocumentWrite, now_iso
+from ctx.store.jobs import JobStore
 from ctx.store.vectors import VectorStore, metadata_for
 
 BATCH_DOCS = 64
@@ -91,37 +93,115 @@ class Processor:
         )
 
 
-class IngestRun:
+class Stopped(Exception):
+    """The process is shutting down: the job stopped between two batches and resumes from the queue."""
+
+
+class JobRunner:
+    """Runs one ingest job: per source, fetch into the durable queue, process what is queued, finalize.
+
+    Fetching and processing interleave a batch at a time, so memory stays flat and the progress bar
+    moves. Every SQLite write goes through ``write`` (the home's single writer); the slow parts
+    (fetching, chunking, embedding) run on the caller's thread. Run again on the same job id after a
+    crash, it picks up where the queue says it stopped.
+    """
+
     def __init__(self, catalog: Catalog, vectors: VectorStore | None, embedder: CachedEmbedder | None,
-                 processor: Processor, run_id: str, progress: Progress | None = None) -> None:
+                 processor: Processor, write: Callable[[Callable[[], Any]], Any],
+                 progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> None:
         self.catalog = catalog
+        self.jobs = JobStore(catalog)
         self.vectors = vectors
         self.embedder = embedder
         self.processor = processor
-        self.run_id = run_id
+        self.write = write
         self.progress = progress or Progress()
+        self.should_stop = should_stop or (lambda: False)
 
-    def sync_source(self, name: str, kind: Any, settings: Any, context: FetchContext) -> SourceSummary:
-        summary = SourceSummary(name)
-        started = time.perf_counter()
+    def run_source(self, job_id: str, name: str, kind: Any, settings: Any, context: FetchContext) -> SourceSummary:
+        state = self.jobs.source_state(job_id, name)
+        summary = SourceSummary(**state.summary) if state.summary else SourceSummary(name)
+        if state.finalized:
+            return summary
+        started = time.perf_counter() - summary.seconds
         self.progress.source_started(name)
-        existing = self.catalog.existing(name)
+        if not state.fetched:
+            self._fetch(job_id, name, kind, settings, context, summary)
+        else:
+            summary.error = state.error
+        self._process(job_id, name, settings, summary)
+        if settings.mode == "mirror" and summary.error is None:
+            gone = self.jobs.gone_documents(job_id, name)
+            if gone:
+                self.progress.phase(f"{name}: removing {len(gone)} deleted documents")
+                self._drop_vectors(self.write(lambda: self.catalog.delete_documents(gone)))
+                summary.deleted = len(gone)
+        summary.seconds = time.perf_counter() - started
+        self.write(lambda: self._finalize(job_id, name, settings, summary))
+        self.progress.source_finished(name, summary.error is not None)
+        return summary
+
+    def _finalize(self, job_id: str, name: str, settings: Any, summary: SourceSummary) -> None:
+        with self.catalog.db.atomic():
+            previous = self.catalog.source_rows().get(name)
+            self.catalog.upsert_source(source_row(name, settings, summary, previous, settings.fingerprint()))
+            self.jobs.set_source(job_id, name, finalized=True, summary=asdict(summary))
+
+    def _fetch(self, job_id: str, name: str, kind: Any, settings: Any, context: FetchContext,
+               summary: SourceSummary) -> None:
         seen: set[str] = set()
-        batch: list[DocumentWrite] = []
+        batch: list[tuple[str, bytes, str]] = []
+        duplicates: list[str] = []
+
+        def flush(fetched: bool = False, error: str | None = None) -> None:
+            items, dups = list(batch), list(duplicates)
+            batch.clear()
+            duplicates.clear()
+
+            def tx() -> None:
+                with self.catalog.db.atomic():
+                    if items:
+                        self.jobs.enqueue(job_id, name, items)
+                    for key in dups:
+                        self.catalog.quarantine(job_id, name, key, f"duplicate record id {key!r} in this run", None)
+                    self.jobs.set_source(job_id, name, fetched=fetched, error=error, summary=asdict(summary))
+
+            self.write(tx)
+            self._process(job_id, name, settings, summary)
+            if self.should_stop():
+                raise Stopped(job_id)
+
         try:
             for item in _guarded(kind.fetch(settings, context), name):
                 self.progress.advance()
-                key = item.key
-                if key in seen:
-                    self._quarantine(summary, name, key, f"duplicate record id {key!r} in this run", None)
+                if item.key in seen:
+                    duplicates.append(item.key)
+                    summary.quarantined += 1
                     continue
-                seen.add(key)
+                seen.add(item.key)
+                batch.append(encode(item))
+                if len(batch) >= BATCH_DOCS:
+                    flush()
+        except SourceError as exc:
+            # What was read is still processed (it is valid); deletions are skipped since the listing is incomplete.
+            summary.error = str(exc)
+        flush(fetched=True, error=summary.error)
+
+    def _process(self, job_id: str, name: str, settings: Any, summary: SourceSummary) -> None:
+        while items := self.jobs.pending(job_id, name, BATCH_DOCS):
+            if self.should_stop():
+                raise Stopped(job_id)
+            existing = self.catalog.existing_keys(name, [key for _, key, _ in items])
+            writes: list[DocumentWrite] = []
+            rejected: list[tuple[str, str, str | None]] = []
+            for _, key, payload in items:
+                item = decode(key, payload)
                 if isinstance(item, Rejected):
-                    self._quarantine(summary, name, key, item.reason, item.raw)
+                    rejected.append((key, item.reason, item.raw))
                     continue
                 doc = validate(item, name, settings)
                 if isinstance(doc, str):
-                    self._quarantine(summary, name, key, doc, _preview(item))
+                    rejected.append((key, doc, _preview(item)))
                     continue
                 old = existing.get(key)
                 if old is not None and old.content_hash == doc.content_hash:
@@ -131,32 +211,12 @@ class IngestRun:
                     summary.new += 1
                 else:
                     summary.changed += 1
-                batch.append(self.processor.process(doc, (old.version + 1) if old else 1))
-                if len(batch) >= BATCH_DOCS:
-                    self._store(batch, summary)
-                    batch = []
-            self._store(batch, summary)
-            if settings.mode == "mirror":
-                gone = [old.id for key, old in existing.items() if key not in seen]
-                if gone:
-                    self.progress.phase(f"{name}: removing {len(gone)} deleted documents")
-                    self._drop_vectors(self.catalog.delete_documents(gone))
-                    summary.deleted = len(gone)
-        except SourceError as exc:
-            # What was written stays (it is valid); deletions are skipped since the listing is incomplete.
-            self._store(batch, summary)
-            summary.error = str(exc)
-        summary.seconds = time.perf_counter() - started
-        self.progress.source_finished(name, summary.error is not None)
-        return summary
+                writes.append(self.processor.process(doc, (old.version + 1) if old else 1))
+            summary.quarantined += len(rejected)
+            self._store(job_id, name, writes, rejected, [seq for seq, _, _ in items], summary)
 
-    def _quarantine(self, summary: SourceSummary, source: str, key: str, reason: str, raw: str | None) -> None:
-        self.catalog.quarantine(self.run_id, source, key, reason, raw)
-        summary.quarantined += 1
-
-    def _store(self, batch: list[DocumentWrite], summary: SourceSummary) -> None:
-        if not batch:
-            return
+    def _store(self, job_id: str, name: str, batch: list[DocumentWrite], rejected: list[tuple[str, str, str | None]],
+               seqs: list[int], summary: SourceSummary) -> None:
         chunks = [c for w in batch for c in w.chunks]
         vectors = None
         if self.embedder is not None and self.vectors is not None and chunks:
@@ -171,8 +231,19 @@ class IngestRun:
             self.progress.phase(f"embedding {len(chunks)} chunks")
             vectors = self.embedder.embed_hashed([(c.content_hash, c.text) for c in chunks], embedded)
             summary.chunks_embedded += self.embedder.embedded - before
-        replaced = self.catalog.write_documents(self.run_id, batch)
         summary.chunks_written += len(chunks)
+
+        def tx() -> list[str]:
+            # The documents, their quarantined neighbours and the queue acks commit together.
+            with self.catalog.db.atomic():
+                replaced = self.catalog.write_documents(job_id, batch) if batch else []
+                for key, reason, raw in rejected:
+                    self.catalog.quarantine(job_id, name, key, reason, raw)
+                self.jobs.ack(seqs)
+                self.jobs.set_source(job_id, name, summary=asdict(summary))
+            return replaced
+
+        replaced = self.write(tx)
         if vectors is not None and self.vectors is not None:
             metas = [
                 metadata_for({"source": w.doc.source, "doc_id": w.doc.id, "tenant": w.doc.tenant, "version": w.version})

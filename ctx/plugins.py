@@ -25,6 +25,7 @@ BUILTINS = (
     "ctx.builtins.jsonl_source",
     "ctx.builtins.sql_source",
     "ctx.builtins.http_source",
+    "ctx.builtins.events_source",
     "ctx.builtins.embedders",
     "ctx.builtins.summarizers",
     "ctx.builtins.renderers",

@@ -72,11 +72,24 @@ class SourceSettings(Strict):
     tenant_field: str | None = None
     mode: Literal["mirror", "append"] = "mirror"
     max_record_bytes: int = Field(default=2_000_000, gt=0)
+    every: float | None = Field(default=None, description="seconds between the daemon's syncs; default max_staleness/2")
 
-    @field_validator("max_staleness", mode="before")
+    @field_validator("max_staleness", "every", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float | None:
         return None if value is None else parse_duration(value)
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: float | None) -> float | None:
+        if value is not None and value < 0.5:
+            raise ValueError("must be at least 0.5s")
+        return value
+
+    @property
+    def sync_interval(self) -> float:
+        """How often the daemon syncs this source: half its staleness limit keeps it inside the limit."""
+        return self.every if self.every is not None else max(self.staleness_limit / 2, 0.5)
 
     def fingerprint(self) -> str:
         """A stable hash of this source's settings: which configuration a sync ran with."""
@@ -160,6 +173,23 @@ class AssemblySettings(Strict):
         return _registered("renderers", "format", value)
 
 
+class DaemonSettings(Strict):
+    tcp: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host header values accepted besides "
+                                     "localhost, 127.0.0.1 and ::1 (DNS-rebinding protection)")
+    max_body_bytes: int = Field(default=10_000_000, ge=1024)
+    scheduler: bool = True
+    watch: bool = True
+    drain_timeout: float = Field(default=10.0, ge=0)
+
+    @field_validator("drain_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
 class Settings(Strict):
     home: Path | None = None
     plugins_dir: Path | None = None
@@ -168,6 +198,7 @@ class Settings(Strict):
     enrichment: EnrichmentSettings = EnrichmentSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     assembly: AssemblySettings = AssemblySettings()
+    daemon: DaemonSettings = DaemonSettings()
     sources: dict[str, SourceSettings] = {}
     config_path: Path | None = Field(default=None, exclude=True)
 

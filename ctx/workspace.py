@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -12,24 +13,29 @@ from typing import Any
 
 from ctx import plugins
 from ctx.assemble.assembler import AssembledContext, Assembler, AssembleRequest
-from ctx.errors import UserError
+from ctx.errors import NotFound, UserError
 from ctx.ingest.source import FetchContext
 from ctx.models import Hit
 from ctx.observe.replay import RerunReport, compare
 from ctx.observe.traces import TraceRecord, TraceStore, new_trace_id
-from ctx.pipeline import IngestRun, IngestSummary, Processor, Progress, source_row
+from ctx.pipeline import IngestSummary, JobRunner, Processor, Progress, SourceSummary
 from ctx.process.tokens import canonical_encoding as get_encoding_name
 from ctx.retrieve.hybrid import Filters, Retriever
 from ctx.settings import Settings, find_config, load_settings
 from ctx.store.catalog import Catalog
+from ctx.store.jobs import JobStore
+from ctx.store.writer import InlineWriter, ThreadWriter
 
 
 class Workspace:
-    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None,
+                 writer: InlineWriter | ThreadWriter | None = None) -> None:
         self.settings = settings
         self.env = dict(os.environ if env is None else env)
         assert settings.home is not None
         self.home: Path = settings.home
+        # Every SQLite write goes through this: inline for the CLI, one thread for the daemon.
+        self.write = writer or InlineWriter()
 
     @classmethod
     def open(cls, config: str | Path | None = None, env: Mapping[str, str] | None = None) -> Workspace:
@@ -74,37 +80,90 @@ class Workspace:
         if "catalog" in self.__dict__:
             self.catalog.close()
 
-    # --- ingest ----------------------------------------------------------------------------------
+    # --- ingest: jobs through the durable queue -----------------------------------------------------
 
-    def ingest(self, names: list[str] | None = None, progress: Progress | None = None) -> IngestSummary:
+    @cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(self.catalog)
+
+    def check_sources(self, names: list[str] | None) -> list[str]:
         configured = self.settings.sources
         if not configured:
             raise UserError("no sources configured: add a [sources.NAME] table to ctx.toml (see ctx.toml.example)")
         unknown = [n for n in names or [] if n not in configured]
         if unknown:
             raise UserError(f"unknown source {unknown[0]!r} (configured: {', '.join(configured)})")
-        chosen = names or list(configured)
+        return list(dict.fromkeys(names)) if names else list(configured)
+
+    def submit(self, names: list[str] | None = None, trigger: str = "cli") -> str:
+        """Queue an ingest job for ``names`` (default: every source); returns its id."""
+        chosen = self.check_sources(names)
+        job_id = new_trace_id()
+        self.write(lambda: self.jobs.create(job_id, "ingest", trigger, chosen, self._model_id()))
+        return job_id
+
+    def ingest(self, names: list[str] | None = None, progress: Progress | None = None) -> IngestSummary:
+        """Ingest in this process: queue a job and run it here, now."""
+        for job_id in self.write(lambda: self.jobs.abandon_dead(keep_kinds=("events",))):
+            self.run_job(job_id)  # pushed events exist only in the queue: finish them first
+        return self.run_job(self.submit(names), progress)
+
+    def push_events(self, source: str, events: list[Any]) -> tuple[str, int]:
+        """Queue pushed records (e.g. user session events) for an append source; returns (job id, count)."""
+        cfg = self.settings.sources.get(source)
+        if cfg is None:
+            raise NotFound(f"unknown source {source!r} (configured: {', '.join(self.settings.sources) or 'none'})")
+        kind = plugins.source_kinds()[cfg.kind]
+        if cfg.mode != "append" or not hasattr(kind, "parse"):
+            raise UserError(f"source {source!r} does not take pushed events (it needs mode = \"append\" and a kind "
+                            "that parses events, such as events or jsonl)")
+        if not events:
+            raise UserError("no events given")
+        from ctx.ingest.queue import encode
+
+        job_id = new_trace_id()
+        items = [encode(kind.parse(cfg, event, f"event:{job_id}:{i}")) for i, event in enumerate(events)]
+
+        def tx() -> None:
+            with self.catalog.db.atomic():
+                self.jobs.create(job_id, "events", "push", [source], self._model_id())
+                self.jobs.enqueue(job_id, source, items)
+                self.jobs.set_source(job_id, source, fetched=True)
+
+        self.write(tx)
+        return job_id, len(items)
+
+    def run_job(self, job_id: str, progress: Progress | None = None,
+                source_lock: Callable[[str], AbstractContextManager[Any]] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> IngestSummary:
+        """Run (or resume) a queued job to the end; safe to call again after a crash.
+
+        ``source_lock`` keeps two jobs off one source at a time; ``should_stop`` ends the run between
+        two batches (raising :class:`ctx.pipeline.Stopped`) when the process shuts down.
+        """
         from ctx.process.chunking import Chunker
 
+        job = self.jobs.get(job_id)
         chunking = self.settings.chunking
         processor = Processor(
             Chunker(chunking.max_tokens, chunking.overlap_tokens, chunking.encoding),
             self._summarizer(), chunking.encoding,
         )
-        run_id = new_trace_id()
-        model_id = self.embedder.model_id if self.embedder else "none"
-        summary = IngestSummary(run_id, model_id)
+        summary = IngestSummary(job_id, self._model_id())
         started = time.perf_counter()
         embed_before = self.embedder.seconds if self.embedder else 0.0
-        self.catalog.start_run(run_id, chosen, model_id)
-        run = IngestRun(self.catalog, self.vectors, self.embedder, processor, run_id, progress)
-        previous = self.catalog.source_rows()
+        self.write(lambda: self.jobs.start(job_id))
+        runner = JobRunner(self.catalog, self.vectors, self.embedder, processor, self.write, progress, should_stop)
+        lock = source_lock or (lambda name: nullcontext())
         kinds = plugins.source_kinds()
-        for name in chosen:
-            cfg = configured[name]
-            result = run.sync_source(name, kinds[cfg.kind], cfg, FetchContext(name, self.env))
-            summary.sources.append(result)
-            self.catalog.upsert_source(source_row(name, cfg, result, previous.get(name), cfg.fingerprint()))
+        for name in job["sources"]:
+            cfg = self.settings.sources.get(name)
+            if cfg is None:  # removed from ctx.toml since the job was queued
+                summary.sources.append(SourceSummary(name, error="no longer configured"))
+                continue
+            with lock(name):
+                summary.sources.append(runner.run_source(job_id, name, kinds[cfg.kind], cfg,
+                                                         FetchContext(name, self.env)))
         summary.seconds = time.perf_counter() - started
         summary.embed_seconds = (self.embedder.seconds if self.embedder else 0.0) - embed_before
         if self.vectors is not None and self.vectors.count() != self.catalog.chunk_count():
@@ -115,9 +174,12 @@ class Workspace:
                     "repaired drift left by an interrupted run: "
                     + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in repaired.items())
                 )
-        self.catalog.finish_run(run_id, "ok" if summary.ok else "partial", summary.totals(), summary.seconds,
-                                summary.embed_seconds, "; ".join(s.error for s in summary.sources if s.error) or None)
+        error = "; ".join(s.error for s in summary.sources if s.error) or None
+        self.write(lambda: self.jobs.finish(job_id, "ok" if summary.ok else "partial", summary.to_dict(), error))
         return summary
+
+    def _model_id(self) -> str:
+        return self.embedder.model_id if self.embedder else "none"
 
     def _summarizer(self) -> Any:
         return plugins.summarizers()[self.settings.enrichment.summarizer]  # name checked by settings
@@ -163,7 +225,7 @@ class Workspace:
 
     def assemble(self, request: AssembleRequest, replay_of: str | None = None) -> AssembledContext:
         context, trace = self.assembler.assemble(request, replay_of)
-        self.traces.write(trace)
+        self.write(lambda: self.traces.write(trace))  # stored before it is returned: replayable at once
         return context
 
     def replay(self, trace_id: str) -> TraceRecord:
@@ -212,7 +274,9 @@ class Workspace:
     def doctor(self, repair: bool = False) -> Any:
         from ctx.store.doctor import diagnose
 
-        return diagnose(self.catalog, self.vectors, self.embedder, repair)
+        if repair:
+            return self.write(lambda: diagnose(self.catalog, self.vectors, self.embedder, True))
+        return diagnose(self.catalog, self.vectors, self.embedder, False)
 
 
 def open_workspace(config: str | Path | None = None) -> Workspace:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -108,3 +112,70 @@ def docs_dir(tmp_path: Path) -> Iterator[Path]:
     target = tmp_path / "docs"
     shutil.copytree(FIXTURES / "docs", target)
     yield target
+
+
+class Daemon:
+    """A real daemon subprocess for one home, started the way users start it (`ctx daemon start`)."""
+
+    def __init__(self, home: Path, env: dict[str, str], config: Path | None) -> None:
+        self.home = home
+        self.env = env
+        self.config = config
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The real `ctx` command in a subprocess, with this daemon's home and config."""
+        command = [sys.executable, "-m", "ctx.cli", *(["--config", str(self.config)] if self.config else []), *args]
+        proc = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check:
+            assert proc.returncode == 0, f"ctx {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}"
+        return proc
+
+    def start(self) -> Daemon:
+        self.cli("daemon", "start", timeout=240)
+        return self
+
+    @property
+    def runtime(self) -> Any:
+        from ctx.api import runtime as rt
+
+        found = rt.read(self.home)
+        assert found is not None, f"no daemon running for {self.home}"
+        return found
+
+    def client(self) -> Any:
+        from ctx.client import DaemonClient
+
+        return DaemonClient(self.runtime)
+
+    def log(self) -> str:
+        path = self.home / "daemon.log"
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        from ctx.api import runtime as rt
+
+        found = rt.read(self.home)
+        if found is None:
+            return
+        os.kill(found.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while rt.alive(found.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if rt.alive(found.pid):
+            os.kill(found.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def daemon(ctx_env: dict[str, str]) -> Iterator[Callable[..., Daemon]]:
+    """``daemon(config=path)`` starts a real daemon subprocess for the test's home; it is stopped at teardown."""
+    started: list[Daemon] = []
+
+    def start(config: Path | None = None, **extra_env: str) -> Daemon:
+        env = {**os.environ, **ctx_env, **extra_env}
+        d = Daemon(Path(ctx_env["CTX_HOME"]), env, config).start()
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()

@@ -40,7 +40,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def record_from_object(obj: dict[str, Any], settings: JsonlSettings, fallback_key: str) -> Record | Rejected:
+def record_from_object(obj: dict[str, Any], settings: Any, fallback_key: str) -> Record | Rejected:
     """Map one parsed object to a Record, or a Rejected naming the missing field."""
     ident = obj.get(settings.id_field)
     if ident is None or ident == "":
@@ -79,6 +79,13 @@ class JsonlSource:
             raise SourceError(
                 f"source {context.name}: cannot read {settings.path}: {exc.strerror or exc}"
             ) from None
+
+    def parse(self, settings: SourceSettings, obj: Any, fallback_key: str) -> Record | Rejected:
+        """A pushed event (``POST /v1/events``), mapped exactly like a line of the file."""
+        assert isinstance(settings, JsonlSettings)
+        if not isinstance(obj, dict):
+            return Rejected(key=fallback_key, reason="an event must be a JSON object", raw=str(obj)[:200])
+        return record_from_object(obj, settings, fallback_key)
 
     def _lines(self, handle: Any, settings: JsonlSettings) -> Iterator[Record | Rejected]:
         for number, raw_line in enumerate(handle, start=1):

@@ -30,9 +30,9 @@ def _root(
 
 
 def _register() -> None:
-    from ctx.cli import admin, bench, demo, ingest, query, traces
+    from ctx.cli import admin, bench, daemon, demo, ingest, query, traces
 
-    for module in (admin, ingest, query, traces, demo, bench):
+    for module in (admin, ingest, query, traces, daemon, demo, bench):
         module.register(app)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ctx.cli._output import err, print_json
-from ctx.cli._ws import workspace
+from ctx.cli._ws import client
 
 
 def register(app: typer.Typer) -> None:
@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx sources --json
         """
-        rows = workspace(ctx).sources()
+        rows = client(ctx).sources()
         if as_json:
             print_json(rows)
             return
@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx status
         """
-        data = workspace(ctx).status()
+        data = client(ctx).status()
         if as_json:
             print_json(data)
             return
@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx quarantine --source tickets
         """
-        rows = workspace(ctx).quarantined(source, limit)
+        rows = client(ctx).quarantined(source, limit)
         if as_json:
             print_json(rows)
             return
@@ -127,14 +127,16 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx doctor --repair
         """
-        report = workspace(ctx).doctor(repair)
+        from ctx.api.schemas import DoctorIn
+
+        report = client(ctx).doctor(DoctorIn(repair=repair))
         if as_json:
-            print_json(report.to_dict())
+            print_json(report)
         else:
-            for check in report.checks:
+            for check in report["checks"]:
                 mark = "[green]ok[/]  " if check["ok"] else "[red]FAIL[/]"
                 err(f"{mark} {check['check']}: {check['detail']}")
-            for what, n in report.repaired.items():
+            for what, n in report["repaired"].items():
                 err(f"[green]repaired[/] {what}: {n}")
-        if not report.ok and not report.repaired:
+        if not report["ok"] and not report["repaired"]:
             raise typer.Exit(1)

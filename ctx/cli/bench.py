@@ -36,10 +36,11 @@ class RichReporter:
             yield lambda n: bar.advance(task, n)
 
     def ingest(self, ws: Any, label: str) -> Any:
-        from ctx.cli.ingest import run_ingest
+        from ctx.cli.ingest import progress_bar
 
         self.note(label)
-        summary = run_ingest(ws, None, self.quiet)
+        with progress_bar(self.quiet) as progress:
+            summary = ws.ingest(None, progress)
         self.note(f"  {summary.seconds:.2f}s (embedding {summary.embed_seconds:.2f}s)")
         return summary
 

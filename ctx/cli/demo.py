@@ -39,26 +39,27 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx demo --query "how do I rotate an API key?"
         """
+        from ctx.api.schemas import AssembleIn
         from ctx.cli.ingest import print_summary, run_ingest
+        from ctx.client import build, connect
         from ctx.settings import load_settings
         from ctx.workspace import Workspace
 
         env = dict(os.environ)
         home = demo_home(env)
         env["CTX_HOME"] = str(home)
-        ws = Workspace(load_settings(fixtures_dir() / "demo.toml", env), env)
+        backend = connect(Workspace(load_settings(fixtures_dir() / "demo.toml", env), env))
         if not as_json:
             err(f"[b]ctx demo[/] · home {home}")
-        summary = run_ingest(ws, None, as_json)
+        summary = run_ingest(backend, None, as_json)
         if not as_json:
             print_summary(summary)
-        request = ws.request(query, budget, None, None, ws.filters(None, tenant, None))
-        context = ws.assemble(request)
+        context = backend.assemble(build(AssembleIn, query=query, budget=budget, tenant=tenant))
         if as_json:
-            print_json({"home": str(home), "ingest": summary.to_dict(), "assemble": context.to_dict()})
+            print_json({"home": str(home), "ingest": summary, "assemble": context})
             return
         err(f"\n[b]assembled context[/] for tenant {tenant!r}: {query}\n")
-        write_exact(context.rendered)
-        err(f"\n[b]trace[/] {context.trace_id} · {context.tokens}/{budget} tokens · {len(context.blocks)} blocks · "
-            f"{len(context.degradations)} degradations · {context.timings['total_ms']:.1f} ms")
-        err(f"replay it:  CTX_CONFIG={fixtures_dir() / 'demo.toml'} CTX_HOME={home} ctx replay {context.trace_id}")
+        write_exact(context["context"])
+        err(f"\n[b]trace[/] {context['trace_id']} · {context['tokens']}/{budget} tokens · {len(context['blocks'])} "
+            f"blocks · {len(context['degradations'])} degradations · {context['timings']['total_ms']:.1f} ms")
+        err(f"replay it:  CTX_CONFIG={fixtures_dir() / 'demo.toml'} CTX_HOME={home} ctx replay {context['trace_id']}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ctx.cli._output import err, print_json, write_exact
-from ctx.cli._ws import workspace
+from ctx.cli._ws import client
 
 SOURCE = typer.Option(None, "--source", "-s", help="Only these sources (repeatable).")
 TENANT = typer.Option(None, "--tenant", "-t", help="Tenant: its data plus shared data; without it, shared data only.")
@@ -27,10 +27,13 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx search "rotate api key" --source docs
         """
-        ws = workspace(ctx)
-        hits = ws.search(query, ws.filters(source, tenant, path), limit)
+        from ctx.api.schemas import SearchIn
+        from ctx.client import build
+
+        hits = client(ctx).search(build(SearchIn, query=query, sources=source or None, tenant=tenant, path=path,
+                                        limit=limit))
         if as_json:
-            print_json([h.to_dict() for h in hits])
+            print_json(hits)
             return
         from rich.console import Console
         from rich.table import Table
@@ -39,9 +42,9 @@ def register(app: typer.Typer) -> None:
         for column in ("#", "score", "source", "document", "section", "text"):
             table.add_column(column, overflow="fold")
         for i, h in enumerate(hits, 1):
-            snippet = " ".join(h.text.split())[:120]
-            table.add_row(str(i), f"{h.score:.4f}", h.source, f"{h.doc_key} v{h.version}",
-                          " › ".join(h.heading_path), snippet)
+            snippet = " ".join(h["text"].split())[:120]
+            table.add_row(str(i), f"{h['score']:.4f}", h["source"], f"{h['doc_key']} v{h['version']}",
+                          " › ".join(h["heading_path"]), snippet)
         Console().print(table)
         if not hits:
             err("no hits")
@@ -63,15 +66,20 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx assemble "how do refunds work?" --budget 2000 --model gpt-4o
         """
-        ws = workspace(ctx)
-        request = ws.request(query, budget, model, fmt, ws.filters(source, tenant, path), top_k)
-        context = ws.assemble(request)
+        from ctx.api.schemas import AssembleIn
+        from ctx.client import build
+
+        context = client(ctx).assemble(build(
+            AssembleIn, query=query, budget=budget, model=model, format=fmt, sources=source or None, tenant=tenant,
+            path=path, top_k=top_k,
+        ))
         if as_json:
-            print_json(context.to_dict())
+            print_json(context)
             return
-        for warning in context.warnings:
+        for warning in context["warnings"]:
             err(f"[yellow]warning:[/] {warning}")
-        write_exact(context.rendered)
-        drops = len(context.degradations)
-        err(f"[dim]trace {context.trace_id} · {context.tokens}/{request.budget} tokens ({context.encoding}) · "
-            f"{len(context.blocks)} blocks · {drops} degradations · {context.timings['total_ms']:.1f} ms[/]")
+        write_exact(context["context"])
+        drops = len(context["degradations"])
+        err(f"[dim]trace {context['trace_id']} · {context['tokens']}/{context['budget']} tokens "
+            f"({context['encoding']}) · {len(context['blocks'])} blocks · {drops} degradations · "
+            f"{context['timings']['total_ms']:.1f} ms[/]")

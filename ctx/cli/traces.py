@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ctx.cli._output import err, print_json, write_exact
-from ctx.cli._ws import workspace
+from ctx.cli._ws import client
 
 
 def register(app: typer.Typer) -> None:
@@ -20,28 +20,26 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx replay 0193a1b2-... --rerun
         """
-        ws = workspace(ctx)
-        if not rerun:
-            trace = ws.replay(trace_id)
-            if as_json:
-                print_json(trace.to_dict())
-            else:
-                write_exact(trace.rendered.decode("utf-8"))
-            return
-        context, report = ws.rerun(trace_id)
+        from ctx.api.schemas import ReplayIn
+        from ctx.client import build
+
+        result = client(ctx).replay(build(ReplayIn, trace_id=trace_id, rerun=rerun))
         if as_json:
-            print_json(report.to_dict())
+            print_json(result)
             return
-        if report.identical:
-            err(f"identical: rerun {context.trace_id} produced the same bytes")
+        if not rerun:
+            write_exact(result["context"])
+            return
+        if result["identical"]:
+            err(f"identical: rerun {result['rerun']} produced the same bytes")
         else:
-            write_exact(report.diff)
-        for label, ids in (("appeared", report.appeared), ("vanished", report.vanished)):
+            write_exact(result["diff"])
+        for label, ids in (("appeared", result["appeared"]), ("vanished", result["vanished"])):
             for chunk_id in ids:
                 err(f"{label}: chunk {chunk_id}")
-        for change in report.changed:
+        for change in result["changed"]:
             err(f"changed: {change['document']} v{change['from_version']} → v{change['to_version']}")
-        err(f"[dim]rerun trace {context.trace_id}[/]")
+        err(f"[dim]rerun trace {result['rerun']}[/]")
 
     @app.command()
     def traces(
@@ -53,8 +51,7 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx traces -n 5
         """
-        ws = workspace(ctx)
-        rows = [t.summary() for t in ws.traces.recent(limit)]
+        rows = client(ctx).traces(limit)
         if as_json:
             print_json(rows)
             return
@@ -65,6 +62,6 @@ def register(app: typer.Typer) -> None:
         for column in ("trace id", "created", "query", "tokens", "kept", "degr.", "ms"):
             table.add_column(column, overflow="fold")
         for r in rows:
-            table.add_row(r["id"], r["created_at"][:19], r["query"][:60], f"{r['tokens']}/{r['budget']}",
+            table.add_row(r["id"], r["created_at"][:19], (r["query"] or "")[:60], f"{r['tokens']}/{r['budget']}",
                           f"{r['kept']}/{r['candidates']}", str(r["degradations"]), f"{r['total_ms']:.1f}")
         Console().print(table)

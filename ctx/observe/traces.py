@@ -56,7 +56,11 @@ class TraceRecord:
 
 class TraceStore:
     def __init__(self, catalog: Catalog) -> None:
-        self.db = catalog.db
+        self.catalog = catalog
+
+    @property
+    def db(self) -> Any:
+        return self.catalog.db  # this thread's connection
 
     def write(self, trace: TraceRecord) -> None:
         self.db.table("traces").insert(

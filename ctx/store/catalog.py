@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,17 +52,39 @@ class DocumentWrite:
 
 
 class Catalog:
+    """One connection per thread, so the daemon's request threads read side by side (WAL gives each
+    statement a consistent snapshot) while writes go through whichever single thread owns them."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = Database(path)
-        self.db.execute("PRAGMA busy_timeout = 10000")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[Database] = []
         self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints, crash-safe
         migrations.apply(self.db)
 
+    @property
+    def db(self) -> Database:
+        db: Database | None = getattr(self._local, "db", None)
+        if db is None:
+            # check_same_thread=False only so close() can close every thread's connection at shutdown;
+            # each connection is still used by the one thread that opened it.
+            conn = sqlite3.connect(self.path, check_same_thread=False)
+            db = Database(conn)
+            db.execute("PRAGMA busy_timeout = 10000")
+            db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoints, crash-safe
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
 
     # --- sources and runs -------------------------------------------------------------------
 
@@ -70,27 +94,6 @@ class Catalog:
     def source_rows(self) -> dict[str, dict[str, Any]]:
         return {row["name"]: row for row in self.db.table("sources").rows}
 
-    def start_run(self, run_id: str, sources: list[str], model_id: str) -> None:
-        self._close_dead_runs()
-        self.db.table("ingest_runs").insert(
-            {"id": run_id, "started_at": now_iso(), "status": "running", "sources": json.dumps(sources),
-             "model_id": model_id, "pid": os.getpid()}
-        )
-
-    def _close_dead_runs(self) -> None:
-        """Runs whose process died (kill -9, power loss) are marked interrupted, not left running forever."""
-        for run_id, pid in self.db.execute("select id, pid from ingest_runs where status = 'running'").fetchall():
-            if pid is None or not _alive(pid):
-                self.db.table("ingest_runs").update(run_id, {"status": "interrupted", "finished_at": now_iso()})
-
-    def finish_run(self, run_id: str, status: str, counts: dict[str, Any], seconds: float,
-                   embed_seconds: float, error: str | None = None) -> None:
-        self.db.table("ingest_runs").update(
-            run_id,
-            {"finished_at": now_iso(), "status": status, "counts": json.dumps(counts), "seconds": seconds,
-             "embed_seconds": embed_seconds, "error": error},
-        )
-
     # --- documents and chunks ---------------------------------------------------------------
 
     def existing(self, source: str) -> dict[str, Existing]:
@@ -98,6 +101,17 @@ class Catalog:
             "select key, id, content_hash, version from documents where source = ?", [source]
         ).fetchall()
         return {key: Existing(doc_id, content_hash, version) for key, doc_id, content_hash, version in rows}
+
+    def existing_keys(self, source: str, keys: list[str]) -> dict[str, Existing]:
+        out: dict[str, Existing] = {}
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            for key, doc_id, content_hash, version in self.db.execute(
+                "select key, id, content_hash, version from documents where source = ? and key in (%s)"
+                % ",".join("?" * len(part)), [source, *part],
+            ):
+                out[key] = Existing(doc_id, content_hash, version)
+        return out
 
     def write_documents(self, run_id: str, writes: list[DocumentWrite]) -> list[str]:
         """Write documents, their versions and chunks in one transaction; returns replaced chunk ids."""

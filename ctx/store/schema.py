@@ -73,3 +73,28 @@ def m001_initial(db: Database) -> None:
         },
         pk="id",
     )
+
+
+@migrations()
+def m002_jobs_and_queue(db: Database) -> None:
+    # An ingest run becomes a job: queued by the CLI, the API, the scheduler or a file watcher, run
+    # by whoever holds the home (the daemon, or the CLI in-process) and resumable after a crash.
+    runs = db.table("ingest_runs")
+    for column, kind in (("kind", str), ("trigger", str), ("created_at", str), ("summary", str)):
+        runs.add_column(column, kind)
+    runs.create_index(["status"])
+    # Per (job, source): whether fetching finished (then only queued items remain to process),
+    # whether the sync was finalized (mirror deletions applied) and its running counts.
+    db.table("job_sources").create(
+        {"job_id": str, "source": str, "fetched": int, "finalized": int, "summary": str, "error": str},
+        pk=("job_id", "source"),
+    )
+    # The durable queue between fetching and processing. An item is acked in the same transaction
+    # that writes its document, so a crash leaves it pending, never half-applied.
+    db.table("queue").create(
+        {"seq": int, "job_id": str, "source": str, "key": str, "payload": bytes, "payload_hash": str,
+         "state": str, "enqueued_at": str},
+        pk="seq",
+    )
+    db.table("queue").create_index(["job_id", "source", "key"], unique=True)
+    db.table("queue").create_index(["job_id", "source", "state", "seq"])

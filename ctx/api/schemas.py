@@ -1,0 +1,239 @@
+"""Request and response models of the daemon's API, shared by the daemon (validation, OpenAPI) and the client.
+
+Responses carry the same dictionaries the core returns in-process, so a command prints the same
+output whether it ran here or in the daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+API_VERSION = "1"
+VERSION_HEADER = "X-Ctx-Api-Version"
+
+Text = Field(max_length=20_000, description="the request; an empty one is refused by the core")
+Name = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+class Request(BaseModel):
+    """Unknown fields are refused, as in ctx.toml: a misspelt option must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class FiltersIn(Request):
+    sources: list[str] | None = Field(default=None, max_length=100, description="only these sources")
+    tenant: str | None = Field(default=None, min_length=1, max_length=200,
+                               description="this tenant's data plus shared data; without it, shared data only")
+    path: str | None = Field(default=None, min_length=1, max_length=500, description="a glob on document keys")
+
+
+class AssembleIn(FiltersIn):
+    query: str = Text
+    budget: int | None = Field(default=None, le=10_000_000, description="tokens, 0 or more (default from ctx.toml)")
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    format: str | None = Field(default=None, min_length=1, max_length=100)
+    top_k: int | None = Field(default=None, ge=1, le=1000)
+
+
+class SearchIn(FiltersIn):
+    query: str = Text
+    limit: int = Field(default=10, ge=1, le=1000)
+
+
+class IngestIn(Request):
+    sources: list[str] | None = Field(default=None, max_length=100, description="default: every source")
+
+
+class EventsIn(Request):
+    source: str = Name
+    events: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+
+
+class ReplayIn(Request):
+    trace_id: str = Field(max_length=200, description="a trace id, or a unique prefix of 8+ characters")
+    rerun: bool = False
+
+
+class DoctorIn(Request):
+    repair: bool = False
+
+
+class Block(BaseModel):
+    source: str
+    criticality: str
+    document: str
+    doc_id: str
+    version: int
+    chunk_id: str
+    title: str
+    heading_path: list[str]
+    score: float
+    lexical_rank: int | None
+    vector_rank: int | None
+    tokens: int
+    truncated: bool
+    text: str
+
+
+class AssembleOut(BaseModel):
+    trace_id: str
+    request: dict[str, Any]
+    tokens: int
+    budget: int
+    encoding: str
+    warnings: list[str]
+    blocks: list[Block]
+    degradations: list[dict[str, Any]]
+    timings: dict[str, float]
+    context: str
+
+
+class HitOut(BaseModel):
+    chunk_id: str
+    doc_id: str
+    source: str
+    doc_key: str
+    title: str
+    version: int
+    text: str
+    heading_path: list[str]
+    tenant: str | None
+    start: int
+    end: int
+    content_hash: str
+    token_count: int
+    score: float
+    lexical_rank: int | None
+    vector_rank: int | None
+    vector_distance: float | None
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    trigger: str
+    status: Literal["queued", "running", "ok", "partial", "failed", "interrupted"]
+    sources: list[str]
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+    pending: int
+    progress: dict[str, dict[str, Any]]
+    summary: dict[str, Any] | None
+
+
+class EventsOut(BaseModel):
+    job_id: str
+    accepted: int
+
+
+class TraceSummary(BaseModel):
+    id: str
+    created_at: str
+    query: str | None
+    tokens: int
+    budget: int
+    model: str
+    format: str
+    kept: int
+    candidates: int
+    degradations: int
+    total_ms: float
+    replay_of: str | None
+
+
+class TraceOut(BaseModel):
+    """A whole trace: the request, every candidate and why it was kept or not, timings, the exact context."""
+
+    id: str
+    created_at: str
+    query: str | None
+    tokens: int
+    budget: int
+    model: str
+    format: str
+    kept: int
+    candidates: list[dict[str, Any]]
+    degradations: list[dict[str, Any]]
+    total_ms: float
+    replay_of: str | None
+    request: dict[str, Any]
+    config_fingerprint: str
+    encoding: str
+    timings: dict[str, float]
+    context: str
+    context_sha256: str
+
+
+class RerunOut(BaseModel):
+    original: str
+    rerun: str
+    identical: bool
+    diff: str
+    appeared: list[str]
+    vanished: list[str]
+    changed: list[dict[str, Any]]
+
+
+class SourceOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    kind: str
+    freshness: str
+    max_staleness_s: float
+    criticality: str
+    mode: str
+    staleness_s: float | None
+    stale: bool
+    last_sync_at: str | None
+    last_success_at: str | None
+    last_error: str | None
+
+
+class StatusOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    home: str
+    config: str | None
+    embedder: str
+    sources: list[SourceOut]
+
+
+class DoctorOut(BaseModel):
+    ok: bool
+    checks: list[dict[str, Any]]
+    repaired: dict[str, int]
+
+
+class Health(BaseModel):
+    ok: bool
+    api_version: str
+    pid: int
+
+
+def describe(exc: ValidationError | Sequence[Any]) -> str:
+    """A validation error (pydantic's, or FastAPI's list of them) as one line naming the field,
+    the same from the CLI and from the API."""
+    errors = exc.errors() if isinstance(exc, ValidationError) else list(exc)
+    if not errors:
+        return "invalid request"
+    err = errors[0]
+    where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        message = "unknown field"
+    return f"invalid request: {where}: {message}"
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable, machine-readable: bad_request, invalid_request, unauthorized, "
+                                  "host_not_allowed, not_found, conflict, payload_too_large, unavailable, internal")
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,260 @@
+"""The one gateway the CLI and the TUI use: the home's daemon when one runs, this process when none does.
+
+Both sides take the same request models (``ctx.api.schemas``) and return the same plain data, so
+every command prints the same thing either way. Requests are validated here, before choosing a
+side, so a bad option gives the same one-line error in both.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ctx.api import runtime as rt
+from ctx.api.schemas import (
+    API_VERSION,
+    VERSION_HEADER,
+    AssembleIn,
+    DoctorIn,
+    EventsIn,
+    IngestIn,
+    ReplayIn,
+    SearchIn,
+    describe,
+)
+from ctx.errors import CtxError, NotFound, TransientError, UserError
+
+if TYPE_CHECKING:
+    from ctx.pipeline import Progress
+    from ctx.workspace import Workspace
+
+M = TypeVar("M", bound=BaseModel)
+FINISHED = ("ok", "partial", "failed", "interrupted")
+
+
+def build(schema: type[M], **fields: Any) -> M:
+    """A request model from command options; a bad value is a UserError naming the field."""
+    try:
+        return schema(**fields)
+    except ValidationError as exc:
+        raise UserError(describe(exc)) from None
+
+
+class Client(Protocol):
+    mode: str
+
+    def assemble(self, body: AssembleIn) -> dict[str, Any]: ...
+    def search(self, body: SearchIn) -> list[dict[str, Any]]: ...
+    def ingest(self, body: IngestIn, progress: Progress | None = None) -> dict[str, Any]: ...
+    def submit(self, body: IngestIn) -> dict[str, Any]: ...
+    def job(self, job_id: str) -> dict[str, Any]: ...
+    def jobs(self, limit: int) -> list[dict[str, Any]]: ...
+    def push(self, body: EventsIn) -> dict[str, Any]: ...
+    def traces(self, limit: int) -> list[dict[str, Any]]: ...
+    def replay(self, body: ReplayIn) -> dict[str, Any]: ...
+    def sources(self) -> list[dict[str, Any]]: ...
+    def status(self) -> dict[str, Any]: ...
+    def quarantined(self, source: str | None, limit: int) -> list[dict[str, Any]]: ...
+    def doctor(self, body: DoctorIn) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+def _plain(data: Any) -> Any:
+    """Exactly what the same data looks like after a trip through the API's JSON."""
+    return json.loads(json.dumps(data, default=str))
+
+
+class LocalClient:
+    """Runs every call in this process, on the workspace (no daemon is running for this home)."""
+
+    mode = "local"
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    def assemble(self, body: AssembleIn) -> dict[str, Any]:
+        ws = self.ws
+        request = ws.request(body.query, body.budget, body.model, body.format,
+                             ws.filters(body.sources, body.tenant, body.path), body.top_k)
+        return _plain(ws.assemble(request).to_dict())
+
+    def search(self, body: SearchIn) -> list[dict[str, Any]]:
+        hits = self.ws.search(body.query, self.ws.filters(body.sources, body.tenant, body.path), body.limit)
+        return _plain([h.to_dict() for h in hits])
+
+    def ingest(self, body: IngestIn, progress: Progress | None = None) -> dict[str, Any]:
+        summary = self.ws.ingest(body.sources, progress)
+        return _plain(self.ws.jobs.get(summary.run_id))
+
+    def submit(self, body: IngestIn) -> dict[str, Any]:
+        raise UserError("no daemon runs for this home: `ctx ingest` runs the job here, "
+                        "`ctx daemon start` runs it in the background")
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return _plain(self.ws.jobs.get(job_id))
+
+    def jobs(self, limit: int) -> list[dict[str, Any]]:
+        return _plain(self.ws.jobs.recent(limit))
+
+    def push(self, body: EventsIn) -> dict[str, Any]:
+        job_id, accepted = self.ws.push_events(body.source, body.events)
+        self.ws.run_job(job_id)
+        return {"job_id": job_id, "accepted": accepted}
+
+    def traces(self, limit: int) -> list[dict[str, Any]]:
+        return _plain([t.summary() for t in self.ws.traces.recent(limit)])
+
+    def replay(self, body: ReplayIn) -> dict[str, Any]:
+        if body.rerun:
+            _, report = self.ws.rerun(body.trace_id)
+            return _plain(report.to_dict())
+        return _plain(self.ws.replay(body.trace_id).to_dict())
+
+    def sources(self) -> list[dict[str, Any]]:
+        return _plain(self.ws.sources())
+
+    def status(self) -> dict[str, Any]:
+        return _plain({**self.ws.status(), "daemon": None})
+
+    def quarantined(self, source: str | None, limit: int) -> list[dict[str, Any]]:
+        return _plain(self.ws.quarantined(source, limit))
+
+    def doctor(self, body: DoctorIn) -> dict[str, Any]:
+        return _plain(self.ws.doctor(body.repair).to_dict())
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+ERRORS: dict[str, type[CtxError]] = {
+    "bad_request": UserError, "invalid_request": UserError, "conflict": UserError,
+    "payload_too_large": UserError, "not_found": NotFound, "unavailable": TransientError,
+}
+
+
+class DaemonClient:
+    """Every call to the daemon goes through :meth:`call`: auth, the API version check, typed errors."""
+
+    mode = "daemon"
+
+    def __init__(self, runtime: rt.Runtime, timeout: float = 60.0) -> None:
+        import httpx
+
+        self.runtime = runtime
+        transport = httpx.HTTPTransport(uds=runtime.uds) if runtime.uds else None
+        self.http = httpx.Client(
+            base_url=runtime.base_url, transport=transport, timeout=timeout,
+            headers={"Authorization": f"Bearer {runtime.token}", VERSION_HEADER: API_VERSION},
+        )
+
+    def call(self, method: str, path: str, body: BaseModel | None = None, **params: Any) -> Any:
+        import httpx
+
+        try:
+            response = self.http.request(
+                method, path, params={k: v for k, v in params.items() if v is not None} or None,
+                content=body.model_dump_json(exclude_unset=True) if body is not None else None,
+                headers={"Content-Type": "application/json"} if body is not None else None,
+            )
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"the daemon (pid {self.runtime.pid}) is not answering at {self.runtime.address}: {exc} "
+                "(`ctx daemon status`, or `ctx daemon stop` and start it again)"
+            ) from None
+        served = response.headers.get(VERSION_HEADER)
+        if served is not None and served != API_VERSION:
+            raise UserError(f"the daemon speaks API v{served} and this ctx speaks v{API_VERSION}: "
+                            "restart it with `ctx daemon stop && ctx daemon start`")
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                code, message = error["code"], error["message"]
+            except (ValueError, KeyError, TypeError):
+                code, message = "internal", f"HTTP {response.status_code}: {response.text[:200]}"
+            raise ERRORS.get(code, CtxError)(message)
+        return response.json()
+
+    def assemble(self, body: AssembleIn) -> dict[str, Any]:
+        return self.call("POST", "/v1/assemble", body)  # type: ignore[no-any-return]
+
+    def search(self, body: SearchIn) -> list[dict[str, Any]]:
+        return self.call("POST", "/v1/search", body)  # type: ignore[no-any-return]
+
+    def submit(self, body: IngestIn) -> dict[str, Any]:
+        return self.call("POST", "/v1/ingest", body)  # type: ignore[no-any-return]
+
+    def ingest(self, body: IngestIn, progress: Progress | None = None) -> dict[str, Any]:
+        """Queue the job in the daemon and follow it to the end, drawing progress from its counts."""
+        job = self.submit(body)
+        follower = _Follower(progress) if progress is not None else None
+        while job["status"] not in FINISHED:
+            if follower:
+                follower.update(job)
+            time.sleep(0.2)
+            job = self.job(job["id"])
+        if follower:
+            follower.update(job)
+        return job
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.call("GET", f"/v1/jobs/{job_id}")  # type: ignore[no-any-return]
+
+    def jobs(self, limit: int) -> list[dict[str, Any]]:
+        return self.call("GET", "/v1/jobs", limit=limit)  # type: ignore[no-any-return]
+
+    def push(self, body: EventsIn) -> dict[str, Any]:
+        return self.call("POST", "/v1/events", body)  # type: ignore[no-any-return]
+
+    def traces(self, limit: int) -> list[dict[str, Any]]:
+        return self.call("GET", "/v1/traces", limit=limit)  # type: ignore[no-any-return]
+
+    def replay(self, body: ReplayIn) -> dict[str, Any]:
+        return self.call("POST", "/v1/replay", body)  # type: ignore[no-any-return]
+
+    def sources(self) -> list[dict[str, Any]]:
+        return self.call("GET", "/v1/sources")  # type: ignore[no-any-return]
+
+    def status(self) -> dict[str, Any]:
+        return self.call("GET", "/v1/status")  # type: ignore[no-any-return]
+
+    def quarantined(self, source: str | None, limit: int) -> list[dict[str, Any]]:
+        return self.call("GET", "/v1/quarantine", source=source, limit=limit)  # type: ignore[no-any-return]
+
+    def doctor(self, body: DoctorIn) -> dict[str, Any]:
+        return self.call("POST", "/v1/doctor", body)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class _Follower:
+    """Turns a polled job's per-source counts into the same progress calls an in-process run makes."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.done: dict[str, int] = {}
+        self.finished: set[str] = set()
+
+    def update(self, job: dict[str, Any]) -> None:
+        for name, state in job["progress"].items():
+            if name not in self.done:
+                self.progress.source_started(name)
+                self.done[name] = 0
+            count = sum(state.get(k, 0) for k in ("new", "changed", "unchanged", "quarantined"))
+            if count > self.done[name]:
+                self.progress.advance(count - self.done[name])
+                self.done[name] = count
+            if state.get("finalized") and name not in self.finished:
+                self.finished.add(name)
+                self.progress.source_finished(name, state.get("error") is not None)
+
+
+def connect(ws: Workspace) -> Client:
+    """The daemon of the workspace's home if one runs, else this process."""
+    runtime = rt.read(ws.home)
+    if runtime is not None:
+        return DaemonClient(runtime)
+    return LocalClient(ws)
