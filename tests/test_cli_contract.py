@@ -246,9 +246,18 @@ def test_the_core_commands_are_registered() -> None:
     assert registered <= names
 
 
-@pytest.mark.parametrize("name", sorted(_commands()))
+def _all_commands() -> list[str]:
+    """Every command, with the subcommands of groups (``daemon start``) as their own entries."""
+    out = []
+    for name, command in _commands().items():
+        out.append(name)
+        out += [f"{name} {sub}" for sub in getattr(command, "commands", {})]
+    return sorted(out)
+
+
+@pytest.mark.parametrize("name", _all_commands())
 def test_every_command_help_has_an_example(name: str, ctx_cli) -> None:
-    res = ctx_cli(name, "--help")
+    res = ctx_cli(*name.split(), "--help")
     assert "Usage:" in res.stdout
     assert "Example:" in res.stdout, f"`ctx {name} --help` has no example"
     assert res.stderr == ""

@@ -64,7 +64,7 @@ def test_the_example_is_a_valid_config(tmp_path, monkeypatch) -> None:
     config = tmp_path / "ctx.toml"
     config.write_text(EXAMPLE)
     settings = load_settings(config, env={})
-    assert set(settings.sources) == {"docs", "tickets", "customers", "status_api"}
+    assert set(settings.sources) == {"docs", "tickets", "customers", "status_api", "sessions"}
 
 
 def test_every_command_is_in_the_readme() -> None:
@@ -73,3 +73,12 @@ def test_every_command_is_in_the_readme() -> None:
     for command in app.registered_commands:
         name = command.name or command.callback.__name__
         assert f"ctx {name}" in README, f"`ctx {name}` is not in the README"
+
+
+def test_every_subcommand_is_in_the_readme() -> None:
+    from ctx.cli import app
+
+    for group in app.registered_groups:
+        for command in group.typer_instance.registered_commands:
+            name = f"{group.name} {command.name or command.callback.__name__}"
+            assert f"ctx {name}" in README, f"`ctx {name}` is not in the README"

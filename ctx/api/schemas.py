@@ -222,6 +222,9 @@ def describe(exc: ValidationError | Sequence[Any]) -> str:
     if not errors:
         return "invalid request"
     err = errors[0]
+    if err.get("type") == "json_invalid":
+        detail = (err.get("ctx") or {}).get("error", "")
+        return f"invalid request: the body is not valid JSON{f' ({detail})' if detail else ''}"
     where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
     message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":

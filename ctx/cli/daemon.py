@@ -11,8 +11,11 @@ import typer
 from ctx.cli._output import err, print_json
 from ctx.cli._ws import workspace
 
-daemon_app = typer.Typer(help="Run ctx as a local daemon: the API, job workers and the freshness scheduler.",
-                         no_args_is_help=True)
+daemon_app = typer.Typer(
+    help="Run ctx as a local daemon: the API, job workers and the freshness scheduler.\n\n"
+    "While it runs, every ctx command on this home goes through it.\n\nExample: ctx daemon start && ctx daemon status",
+    no_args_is_help=True,
+)
 
 
 @daemon_app.command()

@@ -15,7 +15,7 @@ from typing import Any
 from ctx.errors import NotFound
 from ctx.store.catalog import Catalog, _alive, now_iso
 
-ACTIVE = ("queued", "running")
+KEEP_IDLE_SYNCS = 200
 
 
 @dataclass(slots=True)
@@ -86,6 +86,21 @@ class JobStore:
         )
         # Every item is applied by now; the queue only ever holds work in flight.
         self.catalog.db.execute("delete from queue where job_id = ?", [job_id])
+        self._prune_idle_syncs()
+
+    def _prune_idle_syncs(self) -> None:
+        """Scheduled and watched syncs that changed nothing are kept only as the newest few: a realtime
+        source polled every few seconds would otherwise add tens of thousands of rows a day. Jobs that
+        wrote anything stay, since documents name the job that wrote them (lineage)."""
+        idle = (
+            "select id from ingest_runs where trigger in ('schedule', 'watch') and status = 'ok' "
+            "and coalesce(json_extract(counts, '$.new'), 0) + coalesce(json_extract(counts, '$.changed'), 0) "
+            "+ coalesce(json_extract(counts, '$.deleted'), 0) + coalesce(json_extract(counts, '$.quarantined'), 0) = 0 "
+            f"order by id desc limit -1 offset {KEEP_IDLE_SYNCS}"
+        )
+        with self.catalog.db.atomic():
+            self.catalog.db.execute(f"delete from job_sources where job_id in ({idle})")
+            self.catalog.db.execute(f"delete from ingest_runs where id in ({idle})")
 
     def abandon_dead(self, keep_kinds: tuple[str, ...]) -> list[str]:
         """Marks jobs of dead processes interrupted, except kinds whose data exists only in the queue

@@ -1,0 +1,219 @@
+"""The daemon's API against its own OpenAPI schema: schemathesis generates requests for every operation
+(valid and invalid ones) and checks there is never a server error, every status code is documented, and
+every body matches its response model and content type. Plus the error envelope by hand."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.python.asgi import ASGIClient
+
+TOKEN = "schema-test-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Host": "localhost"}
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+CONFIG = """
+[embedding]
+embedder = "none"
+
+[daemon]
+scheduler = false
+watch = false
+
+[sources.docs]
+kind = "files"
+path = "docs"
+criticality = "critical"
+
+[sources.tickets]
+kind = "jsonl"
+path = "tickets.jsonl"
+title_field = "subject"
+text_fields = ["subject", "body"]
+tenant_field = "account"
+mode = "append"
+
+[sources.sessions]
+kind = "events"
+"""
+
+V1_ROUTES = {
+    "/v1/assemble", "/v1/search", "/v1/ingest", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/events", "/v1/traces",
+    "/v1/traces/{trace_id}", "/v1/replay", "/v1/sources", "/v1/status", "/v1/quarantine", "/v1/doctor",
+}
+
+
+class Api:
+    """The real app in this process, over a small ingested home, with ids that exist in it."""
+
+    def __init__(self, guard: Any, trace_id: str, job_id: str) -> None:
+        self.guard = guard
+        self.trace_id = trace_id
+        self.job_id = job_id
+
+
+@pytest.fixture
+def api(tmp_path: Path, docs_dir: Path, write_config: Any, ctx_env: dict[str, str]) -> Iterator[Api]:
+    import os
+
+    from ctx.daemon.app import create_app
+    from ctx.daemon.service import Service
+    from ctx.settings import find_config, load_settings
+    from ctx.store.writer import ThreadWriter
+    from ctx.workspace import Workspace
+
+    shutil.copy(FIXTURES / "tickets.jsonl", tmp_path / "tickets.jsonl")
+    config = write_config(CONFIG)
+    env = {**os.environ, **ctx_env}
+    # As ctx.daemon.server.serve builds it: one writer thread, the service's job lanes running.
+    writer = ThreadWriter()
+    ws = Workspace(load_settings(find_config(config, env), env), env, writer)
+    summary = ws.ingest()
+    assert summary.ok and summary.to_dict()["totals"]["new"] > 0
+    ws.push_events("sessions", [{"id": "s-1", "text": "user opened the billing page and asked about refunds"}])
+    context = ws.assemble(ws.request("how do refunds work?"))
+    service = Service(ws)
+    service.address = "unix:/test"
+    service.start()
+    try:
+        yield Api(create_app(service, TOKEN), context.trace_id, summary.run_id)
+    finally:
+        service.stop(timeout=30)
+        writer.close()
+        ws.close()
+
+
+def _document() -> dict[str, Any]:
+    """The OpenAPI document is static (it depends on no data), so it is built at import, for parametrize,
+    from ``create_app`` over a stand-in service; ``test_openapi_lists_every_route`` checks that it is
+    exactly the document the real app serves. (``schemathesis.pytest.from_fixture`` would load it from
+    the ``api`` fixture, but its lazy loader sets ``Node._nodeid``, which pytest 9 no longer has.)"""
+    from types import SimpleNamespace
+
+    from ctx.daemon.app import create_app
+    from ctx.settings import Settings
+
+    stand_in = SimpleNamespace(ws=SimpleNamespace(settings=Settings()), core=None)
+    return create_app(stand_in, TOKEN).app.openapi()  # type: ignore[arg-type, attr-defined, no-any-return]
+
+
+DOCUMENT = _document()
+schema = schemathesis.openapi.from_dict(DOCUMENT)
+
+
+# The app is the server under test: every generated case of one operation goes to the same one, as
+# requests to a daemon would (hence function_scoped_fixture is suppressed on purpose).
+@settings(max_examples=30, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@schema.parametrize()
+def test_api_conforms_to_its_schema(case: Any, api: Api) -> None:
+    # Every built-in check: not_a_server_error, status_code_conformance, content_type_conformance,
+    # response_schema_conformance, response_headers_conformance, negative_data_rejection,
+    # positive_data_acceptance, missing_required_header, unsupported_method, ...
+    case.call_and_validate(headers=HEADERS, app=api.guard)
+
+
+def _client(api: Api) -> ASGIClient:
+    client = ASGIClient(api.guard, base_url="http://localhost")
+    client.headers.update(HEADERS)
+    return client
+
+
+def test_real_ids_conform_to_their_schema(api: Api) -> None:
+    """Generated ids only ever hit 404: validate the responses for ids that exist, through the same checks."""
+    # Loaded from the running app this time, the way schemathesis is meant to load it (with the token).
+    loaded = schemathesis.openapi.from_asgi("/openapi.json", api.guard, headers=HEADERS)
+    cases = [
+        loaded["/v1/traces/{trace_id}"]["GET"].Case(path_parameters={"trace_id": api.trace_id}),
+        loaded["/v1/traces/{trace_id}"]["GET"].Case(path_parameters={"trace_id": api.trace_id[:13]}),
+        loaded["/v1/jobs/{job_id}"]["GET"].Case(path_parameters={"job_id": api.job_id}),
+        loaded["/v1/replay"]["POST"].Case(body={"trace_id": api.trace_id}),
+        loaded["/v1/replay"]["POST"].Case(body={"trace_id": api.trace_id, "rerun": True}),
+        loaded["/v1/assemble"]["POST"].Case(body={"query": "refund a double charge", "tenant": "acme",
+                                                  "sources": ["docs", "tickets"], "budget": 300}),
+        loaded["/v1/assemble"]["POST"].Case(body={"query": "refunds", "format": "messages", "budget": 0}),
+        loaded["/v1/search"]["POST"].Case(body={"query": "rotate api key", "path": "api/**", "limit": 3}),
+        loaded["/v1/events"]["POST"].Case(body={"source": "sessions", "events": [{"id": "s-2", "text": "hi"}]}),
+        loaded["/v1/ingest"]["POST"].Case(body={"sources": ["docs"]}),
+        loaded["/v1/quarantine"]["GET"].Case(query={"source": "tickets", "limit": 5}),
+        loaded["/v1/doctor"]["POST"].Case(body={"repair": True}),
+    ]
+    for case in cases:
+        response = case.call_and_validate(headers=HEADERS)
+        assert response.status_code < 300, (case.path, response.text[:500])
+
+
+def test_openapi_lists_every_route(api: Api) -> None:
+    document = api.guard.app.openapi()
+    paths = set(document["paths"])
+    assert V1_ROUTES | {"/healthz", "/metrics"} <= paths, sorted(V1_ROUTES - paths)
+    with _client(api) as client:
+        served = client.get("/openapi.json")
+    assert served.status_code == 200
+    assert served.json() == document == DOCUMENT  # what the schema tests generate from is what is served
+
+
+BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
+    # (method, path, request kwargs, status, error code)
+    ("POST", "/v1/assemble", {"json": {"query": ""}}, 400, "bad_request"),
+    ("POST", "/v1/assemble", {"json": {"query": "refunds", "budget": -5}}, 400, "bad_request"),
+    ("POST", "/v1/assemble", {"json": {"query": "refunds", "budgett": 5}}, 422, "invalid_request"),
+    ("POST", "/v1/assemble", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}, 422,
+     "invalid_request"),
+    ("POST", "/v1/assemble", {"json": {"query": "refunds", "format": "yaml"}}, 400, "bad_request"),
+    ("POST", "/v1/search", {"json": {"query": "x", "sources": ["nope"]}}, 400, "bad_request"),
+    ("POST", "/v1/search", {"json": {"query": "x", "limit": 0}}, 422, "invalid_request"),
+    ("POST", "/v1/search", {"json": []}, 422, "invalid_request"),
+    ("POST", "/v1/replay", {"json": {"trace_id": "nonexistent-id"}}, 404, "not_found"),
+    ("GET", "/v1/traces/nonexistent-id", {}, 404, "not_found"),
+    ("GET", "/v1/jobs/nonexistent-id", {}, 404, "not_found"),
+    ("GET", "/v1/jobs", {"params": {"limit": "many"}}, 422, "invalid_request"),
+    ("GET", "/v1/quarantine", {"params": {"source": "nope"}}, 400, "bad_request"),
+    ("POST", "/v1/events", {"json": {"source": "nope", "events": [{"id": "1"}]}}, 404, "not_found"),
+    ("POST", "/v1/events", {"json": {"source": "docs", "events": [{"id": "1"}]}}, 400, "bad_request"),
+    ("POST", "/v1/events", {"json": {"source": "sessions", "events": []}}, 422, "invalid_request"),
+    ("POST", "/v1/ingest", {"json": {"sources": ["nope"]}}, 400, "bad_request"),
+    ("GET", "/v1/nowhere", {}, 404, "not_found"),
+    ("DELETE", "/v1/status", {}, 405, "method_not_allowed"),
+    ("GET", "/v1/status", {"headers": {"Authorization": "Bearer wrong"}}, 401, "unauthorized"),
+    ("GET", "/v1/status", {"headers": {"Authorization": ""}}, 401, "unauthorized"),
+    ("GET", "/v1/status", {"headers": {"Host": "evil.example.com"}}, 403, "host_not_allowed"),
+    ("POST", "/v1/search", {"data": b"x" * 10_000_001, "headers": {"Content-Type": "application/json"}}, 413,
+     "payload_too_large"),
+]
+
+
+def test_errors_are_json_envelopes_without_tracebacks(api: Api) -> None:
+    with _client(api) as client:
+        for method, path, kwargs, status, code in BAD_REQUESTS:
+            kwargs = dict(kwargs)
+            headers = {**HEADERS, **kwargs.pop("headers", {})}
+            response = client.request(method, path, headers=headers, **kwargs)
+            where = f"{method} {path} {json.dumps(kwargs, default=repr)[:120]}"
+            assert response.status_code == status, (where, response.status_code, response.text[:500])
+            assert response.headers["content-type"].startswith("application/json"), where
+            body = response.json()
+            assert set(body) == {"error"}, (where, body)
+            assert set(body["error"]) == {"code", "message"}, (where, body)
+            assert body["error"]["code"] == code, (where, body)
+            assert isinstance(body["error"]["message"], str) and body["error"]["message"].strip(), (where, body)
+            assert "Traceback" not in response.text and 'File "' not in response.text, (where, response.text)
+            assert response.headers["x-ctx-api-version"] == "1", where
+
+
+def test_healthz_is_the_only_open_route(api: Api) -> None:
+    with _client(api) as client:
+        client.headers.pop("Authorization")
+        assert client.get("/healthz").status_code == 200
+        for path in ("/openapi.json", "/metrics", "/v1/status", "/docs"):
+            response = client.get(path)
+            assert response.status_code == 401, path
+            assert response.json()["error"]["code"] == "unauthorized"
