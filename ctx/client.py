@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -67,37 +68,43 @@ def _plain(data: Any) -> Any:
     return json.loads(json.dumps(data, default=str))
 
 
+def _same(data: Any) -> Any:
+    return data
+
+
 class LocalClient:
     """Runs every call in this process, on the workspace (no daemon is running for this home)."""
 
     mode = "local"
 
-    def __init__(self, ws: Workspace) -> None:
+    def __init__(self, ws: Workspace, plain: bool = True) -> None:
         self.ws = ws
+        # The daemon serialises the result once itself; the CLI gets it as the API would deliver it.
+        self._plain: Callable[[Any], Any] = _plain if plain else _same
 
     def assemble(self, body: AssembleIn) -> dict[str, Any]:
         ws = self.ws
         request = ws.request(body.query, body.budget, body.model, body.format,
                              ws.filters(body.sources, body.tenant, body.path), body.top_k)
-        return _plain(ws.assemble(request).to_dict())
+        return self._plain(ws.assemble(request).to_dict())
 
     def search(self, body: SearchIn) -> list[dict[str, Any]]:
         hits = self.ws.search(body.query, self.ws.filters(body.sources, body.tenant, body.path), body.limit)
-        return _plain([h.to_dict() for h in hits])
+        return self._plain([h.to_dict() for h in hits])
 
     def ingest(self, body: IngestIn, progress: Progress | None = None) -> dict[str, Any]:
         summary = self.ws.ingest(body.sources, progress)
-        return _plain(self.ws.jobs.get(summary.run_id))
+        return self._plain(self.ws.jobs.get(summary.run_id))
 
     def submit(self, body: IngestIn) -> dict[str, Any]:
         raise UserError("no daemon runs for this home: `ctx ingest` runs the job here, "
                         "`ctx daemon start` runs it in the background")
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return _plain(self.ws.jobs.get(job_id))
+        return self._plain(self.ws.jobs.get(job_id))
 
     def jobs(self, limit: int) -> list[dict[str, Any]]:
-        return _plain(self.ws.jobs.recent(limit))
+        return self._plain(self.ws.jobs.recent(limit))
 
     def push(self, body: EventsIn) -> dict[str, Any]:
         job_id, accepted = self.ws.push_events(body.source, body.events)
@@ -105,25 +112,25 @@ class LocalClient:
         return {"job_id": job_id, "accepted": accepted}
 
     def traces(self, limit: int) -> list[dict[str, Any]]:
-        return _plain([t.summary() for t in self.ws.traces.recent(limit)])
+        return self._plain([t.summary() for t in self.ws.traces.recent(limit)])
 
     def replay(self, body: ReplayIn) -> dict[str, Any]:
         if body.rerun:
             _, report = self.ws.rerun(body.trace_id)
-            return _plain(report.to_dict())
-        return _plain(self.ws.replay(body.trace_id).to_dict())
+            return self._plain(report.to_dict())
+        return self._plain(self.ws.replay(body.trace_id).to_dict())
 
     def sources(self) -> list[dict[str, Any]]:
-        return _plain(self.ws.sources())
+        return self._plain(self.ws.sources())
 
     def status(self) -> dict[str, Any]:
-        return _plain({**self.ws.status(), "daemon": None})
+        return self._plain({**self.ws.status(), "daemon": None})
 
     def quarantined(self, source: str | None, limit: int) -> list[dict[str, Any]]:
-        return _plain(self.ws.quarantined(source, limit))
+        return self._plain(self.ws.quarantined(source, limit))
 
     def doctor(self, body: DoctorIn) -> dict[str, Any]:
-        return _plain(self.ws.doctor(body.repair).to_dict())
+        return self._plain(self.ws.doctor(body.repair).to_dict())
 
     def close(self) -> None:
         self.ws.close()
@@ -145,8 +152,9 @@ class DaemonClient:
 
         self.runtime = runtime
         transport = httpx.HTTPTransport(uds=runtime.uds) if runtime.uds else None
+        # trust_env=False: a loopback daemon is never reached through HTTP_PROXY (nor is its token sent there).
         self.http = httpx.Client(
-            base_url=runtime.base_url, transport=transport, timeout=timeout,
+            base_url=runtime.base_url, transport=transport, timeout=timeout, trust_env=False,
             headers={"Authorization": f"Bearer {runtime.token}", VERSION_HEADER: API_VERSION},
         )
 

@@ -36,6 +36,8 @@ class Workspace:
         self.home: Path = settings.home
         # Every SQLite write goes through this: inline for the CLI, one thread for the daemon.
         self.write = writer or InlineWriter()
+        # Set when a job a dead process had started is found: the next job checks vectors id by id.
+        self._crashed = False
 
     @classmethod
     def open(cls, config: str | Path | None = None, env: Mapping[str, str] | None = None) -> Workspace:
@@ -104,7 +106,11 @@ class Workspace:
 
     def ingest(self, names: list[str] | None = None, progress: Progress | None = None) -> IngestSummary:
         """Ingest in this process: queue a job and run it here, now."""
-        for job_id in self.write(lambda: self.jobs.abandon_dead(keep_kinds=("events",))):
+        def recover() -> list[str]:
+            self._crashed |= any(self.jobs.get(j)["status"] == "running" for j in self.jobs.unfinished())
+            return self.jobs.abandon_dead(keep_kinds=("events",))
+
+        for job_id in self.write(recover):
             self.run_job(job_id)  # pushed events exist only in the queue: finish them first
         return self.run_job(self.submit(names), progress)
 
@@ -144,6 +150,7 @@ class Workspace:
         from ctx.process.chunking import Chunker
 
         job = self.jobs.get(job_id)
+        self._crashed |= job["status"] == "running"  # started by a process that died (or stopped): resumed
         chunking = self.settings.chunking
         processor = Processor(
             Chunker(chunking.max_tokens, chunking.overlap_tokens, chunking.encoding),
@@ -166,8 +173,11 @@ class Workspace:
                                                          FetchContext(name, self.env)))
         summary.seconds = time.perf_counter() - started
         summary.embed_seconds = (self.embedder.seconds if self.embedder else 0.0) - embed_before
-        if self.vectors is not None and self.vectors.count() != self.catalog.chunk_count():
+        if self.vectors is not None and (self._crashed or self.vectors.count() != self.catalog.chunk_count()):
             # An earlier run died between its SQLite commit and its Chroma write: heal it now, from the truth.
+            # Sizes alone miss replaced documents (as many orphan vectors as missing ones), so after a crash
+            # the ids are compared.
+            self._crashed = False
             repaired = self.doctor(repair=True).repaired
             if repaired:
                 summary.warnings.append(

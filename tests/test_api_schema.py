@@ -101,11 +101,19 @@ def _document() -> dict[str, Any]:
     from ctx.settings import Settings
 
     stand_in = SimpleNamespace(ws=SimpleNamespace(settings=Settings()), core=None)
-    return create_app(stand_in, TOKEN).app.openapi()  # type: ignore[arg-type, attr-defined, no-any-return]
+    return create_app(stand_in, TOKEN).app.openapi()  # type: ignore[arg-type, attr-defined]
 
 
 DOCUMENT = _document()
-schema = schemathesis.openapi.from_dict(DOCUMENT)
+CONFIG_CHECKS = schemathesis.Config.from_dict({"checks": {
+    # 400 bad_request is this API's documented answer to a well-formed request the core refuses on its
+    # meaning: a source that is not configured, a format no renderer registered, an ambiguous trace id
+    # prefix. The schema cannot know those (they depend on ctx.toml and plugins), so 400 counts as a
+    # legitimate answer to schema-valid data. A 422 still fails the check: schema and validation disagree.
+    # (Rules that do not depend on configuration, a blank query or a negative budget, are in the schema.)
+    "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "401", "403", "404", "409", "429"]},
+}})
+schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG_CHECKS)
 
 
 # The app is the server under test: every generated case of one operation goes to the same one, as
@@ -174,6 +182,11 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("POST", "/v1/search", {"json": []}, 422, "invalid_request"),
     ("POST", "/v1/replay", {"json": {"trace_id": "nonexistent-id"}}, 404, "not_found"),
     ("GET", "/v1/traces/nonexistent-id", {}, 404, "not_found"),
+    # A prefix is text, not a LIKE pattern: these matched the one trace there is.
+    ("GET", "/v1/traces/%25%25%25%25%25%25%25%25", {}, 404, "not_found"),
+    ("POST", "/v1/replay", {"json": {"trace_id": "________"}}, 404, "not_found"),
+    ("POST", "/v1/replay", {"json": {"trace_id": "abcdefgh", "rerun": "yes"}}, 422, "invalid_request"),
+    ("POST", "/v1/doctor", {"json": {"repair": 0}}, 422, "invalid_request"),
     ("GET", "/v1/jobs/nonexistent-id", {}, 404, "not_found"),
     ("GET", "/v1/jobs", {"params": {"limit": "many"}}, 422, "invalid_request"),
     ("GET", "/v1/quarantine", {"params": {"source": "nope"}}, 400, "bad_request"),
@@ -207,6 +220,8 @@ def test_errors_are_json_envelopes_without_tracebacks(api: Api) -> None:
             assert isinstance(body["error"]["message"], str) and body["error"]["message"].strip(), (where, body)
             assert "Traceback" not in response.text and 'File "' not in response.text, (where, response.text)
             assert response.headers["x-ctx-api-version"] == "1", where
+            if status == 405:
+                assert response.headers["allow"] == "GET", where  # RFC 9110: a 405 names the allowed methods
 
 
 def test_healthz_is_the_only_open_route(api: Api) -> None:

@@ -10,9 +10,10 @@ from ctx.bench.corpus import document, queries
 from ctx.bench.vocabulary import build_vocabulary
 
 TARGETS = {"assemble_p99", "non_embedding_ratio", "reingest_speedup"}
+DAEMON_TARGETS = {"daemon_added_p50", "daemon_p99_concurrent"}
 
 
-def _check_common(r: dict, docs: int, n_queries: int) -> None:
+def _check_common(r: dict, docs: int, n_queries: int, targets: set[str] = TARGETS, home: str | None = None) -> None:
     assert r["corpus"]["docs"] == docs
     assert r["corpus"]["bytes"] > 0
     i = r["ingest"]
@@ -27,11 +28,11 @@ def _check_common(r: dict, docs: int, n_queries: int) -> None:
     assert a["queries"] == n_queries and a["chunks"] == i["chunks"]
     assert 0 < a["p50_ms"] <= a["p95_ms"] <= a["p99_ms"] <= a["max_ms"]
     assert r["memory"]["peak_rss_mb"] > 0
-    assert set(r["targets"]) == TARGETS
+    assert set(r["targets"]) == targets
     for t in r["targets"].values():
         assert t["status"] in ("PASS", "FAIL") or t["status"].startswith("n/a")
     assert r["failed"] == [k for k, t in r["targets"].items() if t["passed"] is False]
-    assert r["home"] is None
+    assert r["home"] == home
 
 
 def test_bench_lexical_json(ctx_cli) -> None:
@@ -83,3 +84,46 @@ def test_corpus_and_queries_are_deterministic() -> None:
     assert 150 <= len(text.split()) <= 1000
     qs = queries(7, 50)
     assert qs == queries(7, 50) and all(2 <= len(q.split()) <= 6 for q in qs)
+
+
+def test_bench_daemon_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--daemon: the same queries through a real daemon subprocess, 1 client then 5; it is stopped after."""
+    import os
+
+    from ctx.api import runtime as rt
+    from ctx.bench.run import BenchOptions, run_bench
+    from ctx.cli.bench import print_report
+
+    keep = tmp_path / "bench-home"
+    options = BenchOptions(docs=30, queries=20, embedder="none", keep=keep, daemon=True, clients=(1, 5))
+    r = run_bench(options, dict(os.environ))
+    _check_common(r, 30, 20, TARGETS | DAEMON_TARGETS, str(keep))
+    assert "scheduler = false" in (keep / "ctx.toml").read_text()
+    d = r["daemon"]
+    assert d["exit_code"] == 0 and d["killed"] is False and d["transport"] == "unix socket"
+    assert d["chunks"] == r["assemble"]["chunks"] and d["start_seconds"] > 0 and d["warmup"] == 10
+    assert [level["clients"] for level in d["levels"]] == [1, 5]
+    one, five = d["levels"]
+    assert one["requests"] == 20 and five["requests"] == max(20, 5 * 4)
+    for level in d["levels"]:
+        assert 0 < level["p50_ms"] <= level["p95_ms"] <= level["p99_ms"] <= level["max_ms"]
+        assert level["rps"] > 0 and level["wall_seconds"] > 0 and level["assembler_p50_ms"] > 0
+    assert d["inprocess_p50_ms"] == r["assemble"]["p50_ms"]
+    assert d["added_p50_ms"] == pytest.approx(one["p50_ms"] - r["assemble"]["p50_ms"], abs=0.002)
+    assert d["added_p99_ms"] == pytest.approx(one["p99_ms"] - r["assemble"]["p99_ms"], abs=0.002)
+    assert d["healthz_p50_ms"] > 0 and isinstance(d["added_outside_assembler_p50_ms"], float)
+    assert r["targets"]["daemon_added_p50"]["status"] in ("PASS", "FAIL")
+    assert r["targets"]["daemon_p99_concurrent"]["passed"] is None  # no 50-client level in this run
+    # The daemon is gone and cleaned up after itself: no process, no runtime file, no socket.
+    assert not rt.alive(d["pid"])
+    assert rt.read(keep) is None and not (keep / "daemon.json").exists() and not (keep / "daemon.sock").exists()
+    assert "stopped" in (keep / "daemon.log").read_text()
+    print_report(r)
+    out = capsys.readouterr().out
+    assert "daemon · unix socket" in out and "daemon adds" in out
+
+
+def test_bench_clients_option(ctx_cli) -> None:
+    assert "--clients needs --daemon" in ctx_cli("bench", "--clients", "1,5", ok=False).stderr
+    res = ctx_cli("bench", "--daemon", "--clients", "0,5", ok=False)
+    assert res.exit_code == 2 and "between 1 and" in res.stderr

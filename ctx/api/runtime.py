@@ -12,6 +12,8 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ctx.pids import alive
+
 RUNTIME_NAME = "daemon.json"
 
 
@@ -78,13 +80,3 @@ def remove(home: Path, pid: int | None = None) -> None:
         path.unlink()
     except (OSError, ValueError):
         pass
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

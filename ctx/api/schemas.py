@@ -14,7 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 API_VERSION = "1"
 VERSION_HEADER = "X-Ctx-Api-Version"
 
-Text = Field(max_length=20_000, description="the request; an empty one is refused by the core")
+# The core's own rules, stated in the schema (the core checks them, with its own messages): a query with
+# something in it, a budget of 0 or more.
+Text = Field(max_length=20_000, description="the request; an empty or blank one is refused by the core (400)",
+             json_schema_extra={"pattern": r"\S"})
 Name = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
@@ -22,6 +25,10 @@ class Request(BaseModel):
     """Unknown fields are refused, as in ctx.toml: a misspelt option must not be silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+# A switch is true or false, as the schema says: ``"rerun": "yes"`` or ``"repair": 0`` is refused, not guessed at.
+Switch = Field(default=False, strict=True)
 
 
 class FiltersIn(Request):
@@ -33,7 +40,9 @@ class FiltersIn(Request):
 
 class AssembleIn(FiltersIn):
     query: str = Text
-    budget: int | None = Field(default=None, le=10_000_000, description="tokens, 0 or more (default from ctx.toml)")
+    budget: int | None = Field(default=None, le=10_000_000, json_schema_extra={"minimum": 0},
+                               description="tokens, 0 or more (default from ctx.toml); a negative one is refused by "
+                                           "the core (400)")
     model: str | None = Field(default=None, min_length=1, max_length=200)
     format: str | None = Field(default=None, min_length=1, max_length=100)
     top_k: int | None = Field(default=None, ge=1, le=1000)
@@ -46,6 +55,7 @@ class SearchIn(FiltersIn):
 
 class IngestIn(Request):
     sources: list[str] | None = Field(default=None, max_length=100, description="default: every source")
+    trigger: Literal["api", "cli"] = Field(default="api", description="who asked, as `ctx jobs` shows it")
 
 
 class EventsIn(Request):
@@ -55,11 +65,11 @@ class EventsIn(Request):
 
 class ReplayIn(Request):
     trace_id: str = Field(max_length=200, description="a trace id, or a unique prefix of 8+ characters")
-    rerun: bool = False
+    rerun: bool = Switch
 
 
 class DoctorIn(Request):
-    repair: bool = False
+    repair: bool = Switch
 
 
 class Block(BaseModel):
@@ -181,6 +191,9 @@ class RerunOut(BaseModel):
 
 
 class SourceOut(BaseModel):
+    """Every field, in the order the core lists them: a response model writes its own fields first and
+    extra ones after, so any other order would print different JSON through the daemon than in-process."""
+
     model_config = ConfigDict(extra="allow")
     name: str
     kind: str
@@ -188,19 +201,34 @@ class SourceOut(BaseModel):
     max_staleness_s: float
     criticality: str
     mode: str
-    staleness_s: float | None
-    stale: bool
+    tenant_field: str | None
+    documents: int
+    chunks: int
+    quarantined: int
     last_sync_at: str | None
     last_success_at: str | None
     last_error: str | None
+    staleness_s: float | None
+    stale: bool
 
 
 class StatusOut(BaseModel):
+    """Every field, in the order the core lists them (see SourceOut); ``daemon`` is null in-process."""
+
     model_config = ConfigDict(extra="allow")
     home: str
     config: str | None
     embedder: str
+    documents: int
+    chunks: int
+    versions: int
+    quarantined: int
+    traces: int
+    runs: int
+    vectors: int | None
     sources: list[SourceOut]
+    plugins: list[str]
+    daemon: dict[str, Any] | None
 
 
 class DoctorOut(BaseModel):

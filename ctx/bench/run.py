@@ -1,12 +1,16 @@
-"""One bench run: a fresh home, the corpus, first ingest, re-ingest, assemble latency and peak memory."""
+"""One bench run: a fresh home, the corpus, first ingest, re-ingest, assemble latency and peak memory.
+
+With ``daemon``, the same queries then go through a real daemon subprocess as well (ctx.bench.daemon).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +35,8 @@ class BenchOptions:
     seed: int = 7
     chunk_tokens: int = 256
     keep: Path | None = None
+    daemon: bool = False  # also measure through a real daemon subprocess (ctx.bench.daemon)
+    clients: tuple[int, ...] = (1, 10, 50)  # the daemon's client counts; 1 is sequential
 
 
 class Reporter(Protocol):
@@ -59,6 +65,8 @@ def run_bench(options: BenchOptions, environ: Mapping[str, str],
         raise UserError(f"--embedder must be one of {', '.join(EMBEDDERS)}")
     if options.docs < 1 or options.queries < 1:
         raise UserError("--docs and --queries must be at least 1")
+    if options.daemon and (not options.clients or min(options.clients) < 1):
+        raise UserError("--clients must be client counts of at least 1")
     home = _prepare_home(options.keep)
     try:
         result = _measure(options, home, environ, reporter or QuietReporter())
@@ -87,7 +95,9 @@ def write_config(home: Path, options: BenchOptions) -> Path:
         "# Written by `ctx bench`: one files source over the synthetic corpus.\n"
         f"[chunking]\nmax_tokens = {options.chunk_tokens}\noverlap_tokens = {overlap}\n\n"
         f'[embedding]\nembedder = "{options.embedder}"\n\n'
-        f'[sources.{SOURCE}]\nkind = "files"\npath = "corpus"\ninclude = ["**/*.md"]\n',
+        f'[sources.{SOURCE}]\nkind = "files"\npath = "corpus"\ninclude = ["**/*.md"]\n'
+        # No scheduled (or watched) sync may run in the daemon while it is being measured.
+        + ("\n[daemon]\nscheduler = false\n" if options.daemon else ""),
         encoding="utf-8",
     )
     return path
@@ -113,25 +123,52 @@ def _measure(options: BenchOptions, home: Path, environ: Mapping[str, str],
         corpus = write_corpus(home / "corpus", options.docs, options.seed, advance)
     generate_s = time.perf_counter() - started
     env = bench_env(home, environ)
-    ws = Workspace(load_settings(write_config(home, options), env), env)
+    config = write_config(home, options)
+    ws = Workspace(load_settings(config, env), env)
     try:
         setup_s = _open_stores(ws)
         first = reporter.ingest(ws, "first ingest")
         peak_after_ingest = peak_rss_mb()
         again = reporter.ingest(ws, "re-ingest (unchanged)")
         all_queries = queries(options.seed, WARMUP_QUERIES + options.queries)
+        warmup, measured = all_queries[:WARMUP_QUERIES], all_queries[WARMUP_QUERIES:]
         reporter.note(f"assembling {WARMUP_QUERIES} warm-up + {options.queries} measured queries "
                       f"(budget {options.budget} tokens)")
-        latencies, stages = _assemble(ws, all_queries[:WARMUP_QUERIES], all_queries[WARMUP_QUERIES:],
-                                      options.budget)
+        latencies, stages = _assemble(ws, warmup, measured, options.budget)
         chunks = ws.catalog.chunk_count()
         model_id = first.model_id
+        cache_key_model = ws.embedder.model_id if ws.embedder is not None else None
     finally:
-        ws.close()
+        ws.close()  # the daemon opens the same stores: this process lets go of them first
+    daemon = None
+    if options.daemon:
+        from ctx.bench.daemon import measure_daemon
+
+        forget = None if cache_key_model is None else _query_cache_forgetter(home, cache_key_model)
+        inprocess = {**percentiles(latencies),
+                     "outside_assembler_p50": percentiles(stages.get("outside_assembler_ms", []))["p50"]}
+        daemon = measure_daemon(home, config, env, warmup, measured, options.budget, options.clients, inprocess,
+                                reporter.note, forget)
     result = _figures(options, corpus, generate_s, setup_s, first, again, latencies, stages, chunks, model_id,
-                      peak_after_ingest)
+                      peak_after_ingest, daemon)
     result["machine"] = {"cpus": os.cpu_count(), "load_before": load_before, "load_after": load_average()}
     return result
+
+
+def _query_cache_forgetter(home: Path, model_id: str) -> Callable[[Sequence[str]], None]:
+    """Drops queries' vectors from the embedding cache, so the daemon embeds each query as this run did.
+
+    The key is CachedEmbedder's (model id, sha256 of the text); the Workspace keeps the cache under
+    HOME/cache/embeddings. Opening it without settings keeps the ones stored with it.
+    """
+    def forget(texts: Sequence[str]) -> None:
+        import diskcache
+
+        with diskcache.Cache(str(home / "cache" / "embeddings")) as cache:
+            for text in texts:
+                cache.delete(f"{model_id}:{hashlib.sha256(text.encode()).hexdigest()}")
+
+    return forget
 
 
 def _open_stores(ws: Any) -> float:
@@ -169,7 +206,7 @@ def _assemble(ws: Any, warmup: list[str], measured: list[str], budget: int
 
 def _figures(options: BenchOptions, corpus: Any, generate_s: float, setup_s: float, first: Any, again: Any,
              latencies: list[float], stages: dict[str, list[float]], chunks: int, model_id: str,
-             peak_after_ingest: float | None) -> dict[str, Any]:
+             peak_after_ingest: float | None, daemon: dict[str, Any] | None = None) -> dict[str, Any]:
     totals, again_totals = first.totals(), again.totals()
     seconds = max(first.seconds, 1e-9)
     embedding = options.embedder != "none" and first.embed_seconds > 0
@@ -179,7 +216,8 @@ def _figures(options: BenchOptions, corpus: Any, generate_s: float, setup_s: flo
     speedup = first.seconds / again.seconds if again.seconds > 0 else None
     lat = percentiles(latencies)
     mb = corpus.bytes / 1e6
-    targets = judge_targets(lat["p99"], chunks, non_embed_ratio, speedup, options.embedder == "none")
+    targets = judge_targets(lat["p99"], chunks, non_embed_ratio, speedup, options.embedder == "none", daemon,
+                            os.cpu_count())
     return {
         "embedder": options.embedder, "model_id": model_id, "lexical_only": options.embedder == "none",
         "seed": options.seed, "chunk_tokens": options.chunk_tokens,
@@ -213,6 +251,7 @@ def _figures(options: BenchOptions, corpus: Any, generate_s: float, setup_s: flo
             "peak_rss_mb": _round(peak_rss_mb()), "peak_rss_after_ingest_mb": _round(peak_after_ingest),
             "rss_mb": _round(current_rss_mb()),
         },
+        **({"daemon": {**daemon, "chunks": chunks}} if daemon is not None else {}),
         "targets": targets,
         "failed": [name for name, t in targets.items() if t["passed"] is False],
     }

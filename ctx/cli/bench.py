@@ -91,7 +91,9 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
 def _measured(name: str, value: float | None) -> str:
     if value is None:
         return "–"
-    if name == "assemble_p99":
+    if name == "daemon_added_p50":
+        return f"{value:+.2f} ms"
+    if name in ("assemble_p99", "daemon_p99_concurrent"):
         return f"{value:.1f} ms"
     return f"{value:.1%}" if name == "non_embedding_ratio" else f"{value:.1f}x"
 
@@ -117,6 +119,8 @@ def print_report(r: dict[str, Any]) -> None:
         colour = {"PASS": "green", "FAIL": "red"}.get(t["status"], "dim")
         note = f"\n[dim]{t['note']}[/]" if t["note"] else ""
         targets.add_row(t["target"], _measured(name, t["value"]), f"[{colour}]{t['status']}[/]{note}")
+    if r.get("daemon"):
+        console.print(_daemon_table(r))
     console.print(targets)
     machine = r.get("machine", {})
     load = machine.get("load_before")
@@ -128,6 +132,34 @@ def print_report(r: dict[str, Any]) -> None:
         console.print(f"[red]targets not met:[/] {failed} (a measurement, not a test: the exit code stays 0)")
     if r["home"]:
         console.print(f"[dim]bench home kept at {r['home']}[/]")
+
+
+def _daemon_table(r: dict[str, Any]) -> Any:
+    """The in-process figures of the same queries, then one row per client count through the daemon."""
+    from rich.table import Table
+
+    d, a = r["daemon"], r["assemble"]
+    exit_code = d["exit_code"] if not d["killed"] else f"{d['exit_code']} (killed)"
+    title = f"daemon · {d['transport']} · {d['chunks']:,} chunks · {r['machine'].get('cpus') or '?'} CPUs"
+    rss = "" if d["peak_rss_mb"] is None else f", peak RSS {d['peak_rss_mb']:,.0f} MB"
+    caption = (f"daemon adds {d['added_p50_ms']:+.2f} ms at p50 and {d['added_p99_ms']:+.2f} ms at p99 over the "
+               "in-process call (one client, the same queries); outside the assembler's own time it adds "
+               f"{d['added_outside_assembler_p50_ms']:+.2f} ms at p50. GET /healthz round trip: p50 "
+               f"{d['healthz_p50_ms']:.2f} ms. \"assembler\": the assembler's own time, the rest is transport, "
+               "framework, JSON, trace write and waiting for a CPU. The daemon was ready in "
+               f"{_seconds(d['start_seconds'])}{rss}, and exited with code {exit_code}.")
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    for column in ("clients", "requests", "p50 ms", "p95 ms", "p99 ms", "assembler p50", "req/s"):
+        table.add_column(column, justify="right")
+    in_total = a["stages_p50_ms"].get("total_ms")
+    table.add_row("in-process", f"{a['queries']:,}", f"{a['p50_ms']:.1f}", f"{a['p95_ms']:.1f}", f"{a['p99_ms']:.1f}",
+                  "–" if in_total is None else f"{in_total:.1f}",
+                  f"{1000 / a['mean_ms']:,.1f}" if a["mean_ms"] > 0 else "–")
+    for level in d["levels"]:
+        table.add_row(f"{level['clients']}", f"{level['requests']:,}", f"{level['p50_ms']:.1f}",
+                      f"{level['p95_ms']:.1f}", f"{level['p99_ms']:.1f}", f"{level['assembler_p50_ms']:.1f}",
+                      "–" if level["rps"] is None else f"{level['rps']:,.1f}")
+    return table
 
 
 KEEP = typer.Option(None, "--keep", help="Keep the bench home in this empty directory (default: a temp dir).")
@@ -145,6 +177,10 @@ def register(app: typer.Typer) -> None:
         keep: Path | None = KEEP,
         chunk_tokens: int = typer.Option(256, "--chunk-tokens", min=16, max=8192, help="Chunk size."),
         as_json: bool = typer.Option(False, "--json", help="Every figure and target as JSON, nothing else."),
+        daemon: bool = typer.Option(False, "--daemon", help="Then the same queries through a real daemon "
+                                    "subprocess: its added latency, and latency and req/s under concurrent clients."),
+        clients: str | None = typer.Option(None, "--clients", help="With --daemon: client counts, comma-separated "
+                                           "(1 is sequential). Default 1,10,50."),
     ) -> None:
         """Benchmark the pipeline on a synthetic corpus in a fresh, temporary home.
 
@@ -152,12 +188,21 @@ def register(app: typer.Typer) -> None:
         p50/p95/p99 and peak RSS, and checks them against the targets. Exits 0 even when a target
         fails: it is a measurement, not a test. CTX_MODEL_DIR, if set, is reused for the model.
 
+        With --daemon, the same queries then go through a daemon started on the bench home (no
+        scheduler), from one client in sequence and from --clients threads at once.
+
         Example: ctx bench --docs 500 --embedder none
         """
+        from ctx.bench.daemon import DEFAULT_CLIENTS, parse_clients
         from ctx.bench.run import LARGE_DOCS, BenchOptions, run_bench
+        from ctx.errors import UserError
 
+        if clients is not None and not daemon:
+            raise UserError("--clients needs --daemon")
+        counts = parse_clients(clients) if clients is not None else DEFAULT_CLIENTS
         options = BenchOptions(docs=LARGE_DOCS if large else docs, queries=queries, budget=budget,
-                               embedder=embedder, seed=seed, chunk_tokens=chunk_tokens, keep=keep)
+                               embedder=embedder, seed=seed, chunk_tokens=chunk_tokens, keep=keep,
+                               daemon=daemon, clients=counts)
         result = run_bench(options, dict(os.environ), RichReporter(as_json))
         if as_json:
             print_json(result)

@@ -89,7 +89,7 @@ def run_ingest(backend: Any, names: list[str] | None, quiet: bool) -> dict[str, 
     from ctx.api.schemas import IngestIn
 
     with progress_bar(quiet) as progress:
-        job = backend.ingest(IngestIn(sources=names), progress)
+        job = backend.ingest(IngestIn(sources=names, trigger="cli"), progress)
     if job["summary"] is None:
         from ctx.errors import CtxError
 
@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
         if detach:
             from ctx.api.schemas import IngestIn
 
-            job = backend.submit(IngestIn(sources=sources or None))
+            job = backend.submit(IngestIn(sources=sources or None, trigger="cli"))
             print_json(job) if as_json else err(f"queued job {job['id']}: `ctx jobs {job['id']}` follows it")
             return
         summary = run_ingest(backend, sources or None, quiet or as_json)

@@ -168,7 +168,7 @@ def healthy(runtime: rt.Runtime) -> bool:
 
     transport = httpx.HTTPTransport(uds=runtime.uds) if runtime.uds else None
     try:
-        with httpx.Client(base_url=runtime.base_url, transport=transport, timeout=2.0) as http:
+        with httpx.Client(base_url=runtime.base_url, transport=transport, timeout=2.0, trust_env=False) as http:
             return http.get("/healthz").status_code == 200
     except httpx.HTTPError:
         return False
@@ -182,20 +182,12 @@ def stop(home: Path, timeout: float = 60.0) -> rt.Runtime | None:
     os.kill(runtime.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not rt.alive(runtime.pid) or _zombie(runtime.pid):
+        if not rt.alive(runtime.pid):
             rt.remove(home, runtime.pid)
             return runtime
         time.sleep(0.05)
     raise TransientError(f"the daemon (pid {runtime.pid}) did not stop within {timeout:.0f}s; "
                          f"`kill -9 {runtime.pid}` forces it (queued work resumes at the next start)")
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def last_line(path: Path) -> str:

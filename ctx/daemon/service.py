@@ -23,7 +23,7 @@ log = logging.getLogger("ctx.daemon")
 class Service:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self.core = LocalClient(ws)  # the same calls the CLI makes in-process
+        self.core = LocalClient(ws, plain=False)  # the same calls the CLI makes in-process
         self.metrics = Metrics()
         self.metrics.watch_state(StateCollector(ws.sources, ws.catalog.counts, ws.jobs.depth))
         self.lanes = Lanes(self._run, self._finished)

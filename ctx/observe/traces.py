@@ -81,7 +81,9 @@ class TraceStore:
         trace_id = trace_id.strip()
         rows = list(self.db.query("select * from traces where id = ?", [trace_id]))
         if not rows and len(trace_id) >= 8:  # a unique prefix is enough, as with git
-            rows = list(self.db.query("select * from traces where id like ? limit 2", [trace_id + "%"]))
+            # The prefix is text, not a pattern: `%` and `_` in it must not match any trace.
+            prefix = trace_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = list(self.db.query("select * from traces where id like ? escape '\\' limit 2", [prefix + "%"]))
             if len(rows) > 1:
                 raise UserError(f"trace id prefix {trace_id!r} is ambiguous")
         if not rows:

@@ -4,7 +4,6 @@ quarantine, ingest runs and traces. It is the source of truth every other tier i
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -17,16 +16,6 @@ from sqlite_utils import Database
 
 from ctx.models import Chunk, Document
 from ctx.store.schema import migrations
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def now_iso() -> str:

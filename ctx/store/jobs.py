@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctx.errors import NotFound
-from ctx.store.catalog import Catalog, _alive, now_iso
+from ctx.pids import alive
+from ctx.store.catalog import Catalog, now_iso
 
 KEEP_IDLE_SYNCS = 200
 
@@ -109,7 +110,7 @@ class JobStore:
         for job_id, pid, kind in self.catalog.db.execute(
             "select id, pid, kind from ingest_runs where status in ('queued', 'running') order by id"
         ).fetchall():
-            if pid is not None and _alive(pid):
+            if pid is not None and alive(pid):
                 continue
             if kind in keep_kinds:
                 resume.append(job_id)
@@ -136,7 +137,7 @@ class JobStore:
             job_id for job_id, pid in self.catalog.db.execute(
                 "select id, pid from ingest_runs where status in ('queued', 'running') order by id"
             ).fetchall()
-            if pid is None or pid == os.getpid() or not _alive(pid)
+            if pid is None or pid == os.getpid() or not alive(pid)
         ]
 
     def source_state(self, job_id: str, source: str) -> SourceState:
