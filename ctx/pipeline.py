@@ -129,7 +129,7 @@ class JobRunner:
             self._fetch(job_id, name, kind, settings, context, summary)
         else:
             summary.error = state.error
-        self._process(job_id, name, settings, summary)
+        self._process(job_id, name, summary)
         if settings.mode == "mirror" and summary.error is None:
             gone = self.jobs.gone_documents(job_id, name)
             if gone:
@@ -149,25 +149,31 @@ class JobRunner:
 
     def _fetch(self, job_id: str, name: str, kind: Any, settings: Any, context: FetchContext,
                summary: SourceSummary) -> None:
+        """Read the source, validate each record, and queue what is new or changed (quarantining the rest)."""
         seen: set[str] = set()
-        batch: list[tuple[str, bytes, str]] = []
-        duplicates: list[str] = []
+        docs: list[Document] = []
+        rejected: list[tuple[str, str, str | None]] = []
 
         def flush(fetched: bool = False, error: str | None = None) -> None:
-            items, dups = list(batch), list(duplicates)
-            batch.clear()
-            duplicates.clear()
+            existing = self.catalog.existing_keys(name, [d.key for d in docs])
+            todo = [encode(d) for d in docs if not _same(existing.get(d.key), d)]
+            unchanged = [d.key for d in docs if _same(existing.get(d.key), d)]
+            summary.unchanged += len(unchanged)
+            summary.quarantined += len(rejected)
+            bad = list(rejected)
+            docs.clear()
+            rejected.clear()
 
             def tx() -> None:
                 with self.catalog.db.atomic():
-                    if items:
-                        self.jobs.enqueue(job_id, name, items)
-                    for key in dups:
-                        self.catalog.quarantine(job_id, name, key, f"duplicate record id {key!r} in this run", None)
+                    self.jobs.enqueue(job_id, name, todo)
+                    self.jobs.mark_seen(job_id, name, unchanged)
+                    for key, reason, raw in bad:
+                        self.catalog.quarantine(job_id, name, key, reason, raw)
                     self.jobs.set_source(job_id, name, fetched=fetched, error=error, summary=asdict(summary))
 
             self.write(tx)
-            self._process(job_id, name, settings, summary)
+            self._process(job_id, name, summary)
             if self.should_stop():
                 raise Stopped(job_id)
 
@@ -175,36 +181,31 @@ class JobRunner:
             for item in _guarded(kind.fetch(settings, context), name):
                 self.progress.advance()
                 if item.key in seen:
-                    duplicates.append(item.key)
-                    summary.quarantined += 1
+                    rejected.append((item.key, f"duplicate record id {item.key!r} in this run", None))
                     continue
                 seen.add(item.key)
-                batch.append(encode(item))
-                if len(batch) >= BATCH_DOCS:
+                outcome = check(item, name, settings)
+                if isinstance(outcome, Document):
+                    docs.append(outcome)
+                else:
+                    rejected.append(outcome)
+                if len(docs) + len(rejected) >= BATCH_DOCS:
                     flush()
         except SourceError as exc:
             # What was read is still processed (it is valid); deletions are skipped since the listing is incomplete.
             summary.error = str(exc)
         flush(fetched=True, error=summary.error)
 
-    def _process(self, job_id: str, name: str, settings: Any, summary: SourceSummary) -> None:
+    def _process(self, job_id: str, name: str, summary: SourceSummary) -> None:
         while items := self.jobs.pending(job_id, name, BATCH_DOCS):
             if self.should_stop():
                 raise Stopped(job_id)
-            existing = self.catalog.existing_keys(name, [key for _, key, _ in items])
+            existing = self.catalog.existing_keys(name, [key for _, key, _, _ in items])
             writes: list[DocumentWrite] = []
-            rejected: list[tuple[str, str, str | None]] = []
-            for _, key, payload in items:
-                item = decode(key, payload)
-                if isinstance(item, Rejected):
-                    rejected.append((key, item.reason, item.raw))
-                    continue
-                doc = validate(item, name, settings)
-                if isinstance(doc, str):
-                    rejected.append((key, doc, _preview(item)))
-                    continue
+            for _, key, payload, content_hash in items:
+                doc = decode(key, payload, content_hash)
                 old = existing.get(key)
-                if old is not None and old.content_hash == doc.content_hash:
+                if _same(old, doc):  # written by an earlier delivery of the same content
                     summary.unchanged += 1
                     continue
                 if old is None:
@@ -212,11 +213,9 @@ class JobRunner:
                 else:
                     summary.changed += 1
                 writes.append(self.processor.process(doc, (old.version + 1) if old else 1))
-            summary.quarantined += len(rejected)
-            self._store(job_id, name, writes, rejected, [seq for seq, _, _ in items], summary)
+            self._store(job_id, writes, [seq for seq, _, _, _ in items], summary)
 
-    def _store(self, job_id: str, name: str, batch: list[DocumentWrite], rejected: list[tuple[str, str, str | None]],
-               seqs: list[int], summary: SourceSummary) -> None:
+    def _store(self, job_id: str, batch: list[DocumentWrite], seqs: list[int], summary: SourceSummary) -> None:
         chunks = [c for w in batch for c in w.chunks]
         vectors = None
         if self.embedder is not None and self.vectors is not None and chunks:
@@ -234,13 +233,11 @@ class JobRunner:
         summary.chunks_written += len(chunks)
 
         def tx() -> list[str]:
-            # The documents, their quarantined neighbours and the queue acks commit together.
+            # The documents and the acks of their queue items commit together: never one without the other.
             with self.catalog.db.atomic():
                 replaced = self.catalog.write_documents(job_id, batch) if batch else []
-                for key, reason, raw in rejected:
-                    self.catalog.quarantine(job_id, name, key, reason, raw)
                 self.jobs.ack(seqs)
-                self.jobs.set_source(job_id, name, summary=asdict(summary))
+                self.jobs.set_source(job_id, summary.source, summary=asdict(summary))
             return replaced
 
         replaced = self.write(tx)
@@ -256,6 +253,18 @@ class JobRunner:
     def _drop_vectors(self, chunk_ids: list[str]) -> None:
         if chunk_ids and self.vectors is not None:
             self.vectors.delete(chunk_ids)
+
+
+def check(item: Record | Rejected, source: str, settings: Any) -> Document | tuple[str, str, str | None]:
+    """A valid document, or (key, reason, raw preview) for quarantine."""
+    if isinstance(item, Rejected):
+        return item.key, item.reason, item.raw
+    doc = validate(item, source, settings)
+    return (item.key, doc, _preview(item)) if isinstance(doc, str) else doc
+
+
+def _same(old: Any, doc: Document) -> bool:
+    return old is not None and old.content_hash == doc.content_hash
 
 
 def _guarded(items: Iterator[Record | Rejected], name: str) -> Iterator[Record | Rejected]:

@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -126,18 +127,26 @@ class Workspace:
         if not events:
             raise UserError("no events given")
         from ctx.ingest.queue import encode
+        from ctx.models import Document
+        from ctx.pipeline import check
 
         job_id = new_trace_id()
-        items = [encode(kind.parse(cfg, event, f"event:{job_id}:{i}")) for i, event in enumerate(events)]
+        # Validated here, as a fetch would: the queue holds documents, and a bad event is quarantined at once.
+        checked = [check(kind.parse(cfg, event, f"event:{job_id}:{i}"), source, cfg) for i, event in enumerate(events)]
+        items = [encode(d) for d in checked if isinstance(d, Document)]
+        rejected = [r for r in checked if not isinstance(r, Document)]
 
         def tx() -> None:
             with self.catalog.db.atomic():
                 self.jobs.create(job_id, "events", "push", [source], self._model_id())
                 self.jobs.enqueue(job_id, source, items)
-                self.jobs.set_source(job_id, source, fetched=True)
+                for key, reason, raw in rejected:
+                    self.catalog.quarantine(job_id, source, key, reason, raw)
+                self.jobs.set_source(job_id, source, fetched=True,
+                                     summary=asdict(SourceSummary(source, quarantined=len(rejected))))
 
         self.write(tx)
-        return job_id, len(items)
+        return job_id, len(checked)
 
     def run_job(self, job_id: str, progress: Progress | None = None,
                 source_lock: Callable[[str], AbstractContextManager[Any]] | None = None,

@@ -1,36 +1,30 @@
-"""How fetched records travel through the durable queue: compact, lossless, and hashed for re-delivery."""
+"""How validated documents travel through the durable queue: compact, lossless, keyed by content hash.
+
+Records are validated when fetched; what is queued is the Document, so processing never repeats
+the format conversion, and a document whose content hash matches the stored one is not queued
+at all: only a payload-less marker says the job saw it (the mirror sync needs every key it saw).
+"""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import zlib
 
-from ctx.models import Record, Rejected
+from ctx.models import Document
+
+SEEN = b""  # the marker payload of an unchanged document
 
 
-def encode(item: Record | Rejected) -> tuple[str, bytes, str]:
-    """(key, payload, payload hash) for one fetched item."""
-    if isinstance(item, Rejected):
-        data = {"rejected": True, "reason": item.reason, "raw": item.raw}
-    else:
-        text = item.text
-        binary = isinstance(text, bytes)
-        data = {
-            "text": base64.b64encode(text).decode("ascii") if isinstance(text, bytes) else text,
-            "binary": binary, "title": item.title, "metadata": item.metadata, "format": item.format,
-        }
-    raw = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
-    return item.key, zlib.compress(raw, 1), hashlib.sha256(raw).hexdigest()
+def encode(doc: Document) -> tuple[str, bytes, str]:
+    """(key, payload, content hash) of a document to process."""
+    data = {"id": doc.id, "source": doc.source, "text": doc.text, "title": doc.title, "format": doc.format,
+            "tenant": doc.tenant, "metadata": doc.metadata}
+    raw = json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")
+    return doc.key, zlib.compress(raw, 1), doc.content_hash
 
 
-def decode(key: str, payload: bytes) -> Record | Rejected:
+def decode(key: str, payload: bytes, content_hash: str) -> Document:
     data = json.loads(zlib.decompress(payload))
-    if data.get("rejected"):
-        return Rejected(key=key, reason=data["reason"], raw=data.get("raw"))
-    text = data["text"]
-    if data.get("binary"):
-        text = base64.b64decode(text)
-    return Record(key=key, text=text, title=data.get("title"), metadata=data.get("metadata") or {},
-                  format=data.get("format") or "text")
+    return Document(id=data["id"], source=data["source"], key=key, text=data["text"], title=data["title"],
+                    format=data["format"], tenant=data["tenant"], metadata=data["metadata"] or {},
+                    content_hash=content_hash)

@@ -46,7 +46,7 @@ class JobStore:
         )
 
     def enqueue(self, job_id: str, source: str, items: list[tuple[str, bytes, str]]) -> None:
-        """Queue (key, payload, payload hash) items; a key queued before in this job is re-opened only if it changed."""
+        """Queue (key, payload, content hash) items; a key queued before in this job is re-opened only if it changed."""
         stamp = now_iso()
         db = self.catalog.db
         with db.atomic():
@@ -56,6 +56,18 @@ class JobStore:
                 "payload = excluded.payload, payload_hash = excluded.payload_hash, state = 'pending' "
                 "where queue.payload_hash != excluded.payload_hash",
                 [(job_id, source, key, payload, digest, stamp) for key, payload, digest in items],
+            )
+
+    def mark_seen(self, job_id: str, source: str, keys: list[str]) -> None:
+        """Keys this job saw unchanged: nothing to process, but the mirror sync must not delete them."""
+        stamp = now_iso()
+        db = self.catalog.db
+        with db.atomic():
+            db.conn.executemany(
+                "insert into queue (job_id, source, key, payload, payload_hash, state, enqueued_at) "
+                "values (?, ?, ?, x'', '', 'done', ?) on conflict (job_id, source, key) do update set "
+                "payload = x'', payload_hash = '', state = 'done'",
+                [(job_id, source, key, stamp) for key in keys],
             )
 
     def set_source(self, job_id: str, source: str, *, fetched: bool | None = None, finalized: bool | None = None,
@@ -149,11 +161,12 @@ class JobStore:
             return SourceState(False, False, None, None)
         return SourceState(bool(row[0]), bool(row[1]), json.loads(row[2]) if row[2] else None, row[3])
 
-    def pending(self, job_id: str, source: str, limit: int) -> list[tuple[int, str, bytes]]:
+    def pending(self, job_id: str, source: str, limit: int) -> list[tuple[int, str, bytes, str]]:
+        """(seq, key, payload, content hash) of the next items to process, in the order they were queued."""
         return [
-            (r[0], r[1], r[2]) for r in self.catalog.db.execute(
-                "select seq, key, payload from queue where job_id = ? and source = ? and state = 'pending' "
-                "order by seq limit ?", [job_id, source, limit],
+            (r[0], r[1], r[2], r[3]) for r in self.catalog.db.execute(
+                "select seq, key, payload, payload_hash from queue where job_id = ? and source = ? "
+                "and state = 'pending' order by seq limit ?", [job_id, source, limit],
             )
         ]
 
