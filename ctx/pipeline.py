@@ -150,15 +150,19 @@ class JobRunner:
     def _fetch(self, job_id: str, name: str, kind: Any, settings: Any, context: FetchContext,
                summary: SourceSummary) -> None:
         """Read the source, validate each record, and queue what is new or changed (quarantining the rest)."""
+        resumed = self.jobs.source_state(job_id, name).summary is not None
         seen: set[str] = set()
         docs: list[Document] = []
         rejected: list[tuple[str, str, str | None]] = []
 
         def flush(fetched: bool = False, error: str | None = None) -> None:
-            existing = self.catalog.existing_keys(name, [d.key for d in docs])
+            keys = [d.key for d in docs]
+            existing = self.catalog.existing_keys(name, keys)
             todo = [encode(d) for d in docs if not _same(existing.get(d.key), d)]
-            unchanged = [d.key for d in docs if _same(existing.get(d.key), d)]
-            summary.unchanged += len(unchanged)
+            unchanged = [(d.key, d.content_hash) for d in docs if _same(existing.get(d.key), d)]
+            # A fetch resumed after a crash meets again what this job already counted: count it once.
+            earlier = self.jobs.queued(job_id, name, keys) if resumed else {}
+            summary.unchanged += sum(1 for key, digest in unchanged if earlier.get(key) != digest)
             summary.quarantined += len(rejected)
             bad = list(rejected)
             docs.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -179,3 +180,26 @@ def daemon(ctx_env: dict[str, str]) -> Iterator[Callable[..., Daemon]]:
     yield start
     for d in started:
         d.stop()
+
+
+CORPUS_TOPICS = ["refunds", "webhooks", "rate limits", "SAML", "audit logs", "billing", "SDK setup", "experiments",
+                 "segments", "data residency"]
+
+
+def write_markdown_corpus(root: Path, sources: list[str], docs_per_source: int, sections: int = 3) -> str:
+    """Deterministic generated markdown documents, one folder per source; returns their [sources] tables."""
+    for source in sources:
+        folder = root / source
+        folder.mkdir(parents=True)
+        for i in range(docs_per_source):
+            rnd = random.Random(f"{source}-{i}")
+            parts = []
+            for j in range(sections):
+                topic = rnd.choice(CORPUS_TOPICS)
+                body = " ".join(
+                    f"Step {j}.{k} of the {topic} procedure in {source} document {i} applies to team {rnd.randint(1, 999)}."
+                    for k in range(8)
+                )
+                parts.append(f"## Part {j}: {topic}\n\n{body}\n")
+            (folder / f"doc-{i:02d}.md").write_text(f"# {source.title()} document {i}\n\n" + "\n".join(parts))
+    return "".join(f'[sources.{s}]\nkind = "files"\npath = "{s}"\ninclude = ["**/*.md"]\n\n' for s in sources)

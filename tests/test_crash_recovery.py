@@ -8,7 +8,6 @@ and the Chroma upsert (the window ``ctx doctor`` exists for).
 from __future__ import annotations
 
 import os
-import random
 import signal
 import sqlite3
 import subprocess
@@ -20,31 +19,16 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import write_markdown_corpus
+
 pytestmark = pytest.mark.model
 
 SOURCES = ["alpha", "beta", "gamma"]
 DOCS_PER_SOURCE = 20
-TOPICS = ["refunds", "webhooks", "rate limits", "SAML", "audit logs", "billing", "SDK setup", "experiments",
-          "segments", "data residency"]
 
 
 def _write_corpus(root: Path) -> str:
-    """Sixty generated markdown documents in three sources; returns the ctx.toml text."""
-    for source in SOURCES:
-        folder = root / source
-        folder.mkdir(parents=True)
-        for i in range(DOCS_PER_SOURCE):
-            rnd = random.Random(f"{source}-{i}")
-            sections = []
-            for j in range(3):
-                topic = rnd.choice(TOPICS)
-                body = " ".join(
-                    f"Step {j}.{k} of the {topic} procedure in {source} document {i} applies to team {rnd.randint(1, 999)}."
-                    for k in range(8)
-                )
-                sections.append(f"## Part {j}: {topic}\n\n{body}\n")
-            (folder / f"doc-{i:02d}.md").write_text(f"# {source.title()} document {i}\n\n" + "\n".join(sections))
-    return "".join(f'[sources.{s}]\nkind = "files"\npath = "{s}"\ninclude = ["**/*.md"]\n\n' for s in SOURCES)
+    return write_markdown_corpus(root, SOURCES, DOCS_PER_SOURCE)
 
 
 def _documents(db: Path) -> int:

@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import write_markdown_corpus
+
 pytestmark = pytest.mark.model
 
 SOURCES = ["alpha", "beta", "gamma"]
 DOCS_PER_SOURCE = 24  # one queue batch (BATCH_DOCS = 64) per source: a commit point per source
 SECTIONS = 2
-TOPICS = ["refunds", "webhooks", "rate limits", "SAML", "audit logs", "billing", "SDK setup", "experiments",
-          "segments", "data residency"]
 DAEMON = "[daemon]\nscheduler = false\n\n"
 
 
@@ -36,22 +36,7 @@ DAEMON = "[daemon]\nscheduler = false\n\n"
 
 
 def _write_corpus(root: Path) -> str:
-    """Generated markdown documents in three sources; returns their [sources] tables."""
-    for source in SOURCES:
-        folder = root / source
-        folder.mkdir(parents=True)
-        for i in range(DOCS_PER_SOURCE):
-            rnd = random.Random(f"{source}-{i}")
-            sections = []
-            for j in range(SECTIONS):
-                topic = rnd.choice(TOPICS)
-                body = " ".join(
-                    f"Step {j}.{k} of the {topic} procedure in {source} document {i} applies to team {rnd.randint(1, 999)}."
-                    for k in range(8)
-                )
-                sections.append(f"## Part {j}: {topic}\n\n{body}\n")
-            (folder / f"doc-{i:02d}.md").write_text(f"# {source.title()} document {i}\n\n" + "\n".join(sections))
-    return "".join(f'[sources.{s}]\nkind = "files"\npath = "{s}"\ninclude = ["**/*.md"]\n\n' for s in SOURCES)
+    return write_markdown_corpus(root, SOURCES, DOCS_PER_SOURCE, SECTIONS)
 
 
 def _query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]] | None:

@@ -58,17 +58,29 @@ class JobStore:
                 [(job_id, source, key, payload, digest, stamp) for key, payload, digest in items],
             )
 
-    def mark_seen(self, job_id: str, source: str, keys: list[str]) -> None:
-        """Keys this job saw unchanged: nothing to process, but the mirror sync must not delete them."""
+    def mark_seen(self, job_id: str, source: str, items: list[tuple[str, str]]) -> None:
+        """(key, content hash) this job saw unchanged: nothing to process, but the mirror sync must not
+        delete them, and a resumed fetch must not count them twice."""
         stamp = now_iso()
         db = self.catalog.db
         with db.atomic():
             db.conn.executemany(
                 "insert into queue (job_id, source, key, payload, payload_hash, state, enqueued_at) "
-                "values (?, ?, ?, x'', '', 'done', ?) on conflict (job_id, source, key) do update set "
-                "payload = x'', payload_hash = '', state = 'done'",
-                [(job_id, source, key, stamp) for key in keys],
+                "values (?, ?, ?, x'', ?, 'done', ?) on conflict (job_id, source, key) do update set "
+                "payload = x'', payload_hash = excluded.payload_hash, state = 'done'",
+                [(job_id, source, key, digest, stamp) for key, digest in items],
             )
+
+    def queued(self, job_id: str, source: str, keys: list[str]) -> dict[str, str]:
+        """key → content hash of what this job already queued or saw (a fetch resumed after a crash)."""
+        out: dict[str, str] = {}
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            out.update(self.catalog.db.execute(
+                "select key, payload_hash from queue where job_id = ? and source = ? and key in (%s)"
+                % ",".join("?" * len(part)), [job_id, source, *part],
+            ).fetchall())
+        return out
 
     def set_source(self, job_id: str, source: str, *, fetched: bool | None = None, finalized: bool | None = None,
                    summary: dict[str, Any] | None = None, error: str | None = None) -> None:
