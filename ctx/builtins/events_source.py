@@ -40,7 +40,7 @@ class EventsSource:
     def parse(self, settings: SourceSettings, obj: Any, fallback_key: str) -> Record | Rejected:
         if not isinstance(obj, dict):
             return Rejected(key=fallback_key, reason="an event must be a JSON object", raw=str(obj)[:200])
-        return record_from_object(obj, settings, fallback_key)  # type: ignore[arg-type]
+        return record_from_object(obj, settings, fallback_key)
 
 
 @hookimpl
