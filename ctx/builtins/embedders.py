@@ -6,7 +6,8 @@ import importlib.util
 import os
 import threading
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,43 @@ from ctx.hookspecs import hookimpl
 MODEL_NAME = "all-MiniLM-L6-v2"
 _loaded: dict[str, Any] = {}
 _lock = threading.Lock()
-_embed_lock = threading.Lock()  # thread settings are process-wide: one model call at a time
+BULK_SLICE = 8  # texts per model call when embedding for ingest: as fast as 32 on CPU, and a query waits less
+
+
+class _ModelGate:
+    """One model call at a time (torch's thread settings are process-wide), and queries go first.
+
+    In the daemon a request's query embedding would otherwise wait behind an ingest's whole batch; with
+    bulk work cut into slices of BULK_SLICE texts and queries served before the next slice, it waits
+    for one slice at most (~0.2 s on 2 cores), not a batch.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._queries = 0
+
+    @contextmanager
+    def hold(self, query: bool) -> Iterator[None]:
+        with self._cond:
+            if query:
+                self._queries += 1
+                while self._busy:
+                    self._cond.wait()
+                self._queries -= 1
+            else:
+                while self._busy or self._queries:
+                    self._cond.wait()
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+
+_gate = _ModelGate()
 
 
 def _package_zip() -> Path:
@@ -80,17 +117,25 @@ class MiniLMEmbedder:
         import torch
 
         model = self.model
-        with _embed_lock:
-            # A query is one short text: a second thread only adds synchronisation, and when the other
-            # core is busy it costs 10-20x at the tail (measured: p90 11 ms on 1 thread, 45-177 ms on 2).
-            threads = torch.get_num_threads()
-            if len(texts) <= 2:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        if len(texts) <= 2:
+            with _gate.hold(query=True):
+                # A query is one short text: a second thread only adds synchronisation, and when the other
+                # core is busy it costs 10-20x at the tail (measured: p90 11 ms on 1 thread, 45-177 ms on 2).
+                threads = torch.get_num_threads()
                 torch.set_num_threads(1)
-            try:
-                out = model.encode(list(texts), batch_size=32, normalize_embeddings=True, show_progress_bar=False)
-            finally:
-                torch.set_num_threads(threads)
-        return np.asarray(out, dtype=np.float32)
+                try:
+                    out = model.encode(list(texts), normalize_embeddings=True, show_progress_bar=False)
+                finally:
+                    torch.set_num_threads(threads)
+            return np.asarray(out, dtype=np.float32)
+        parts = []
+        for i in range(0, len(texts), BULK_SLICE):
+            with _gate.hold(query=False):
+                parts.append(model.encode(list(texts[i : i + BULK_SLICE]), batch_size=BULK_SLICE,
+                                          normalize_embeddings=True, show_progress_bar=False))
+        return np.asarray(np.concatenate(parts), dtype=np.float32)
 
 
 class NoEmbedder:
