@@ -158,8 +158,13 @@ class JobRunner:
         def flush(fetched: bool = False, error: str | None = None) -> None:
             keys = [d.key for d in docs]
             existing = self.catalog.existing_keys(name, keys)
-            todo = [encode(d) for d in docs if not _same(existing.get(d.key), d)]
-            unchanged = [(d.key, d.content_hash) for d in docs if _same(existing.get(d.key), d)]
+            todo: list[tuple[str, bytes, str]] = []
+            unchanged: list[tuple[str, str]] = []
+            for d in docs:
+                if _same(existing.get(d.key), d):
+                    unchanged.append((d.key, d.content_hash))
+                else:
+                    todo.append(encode(d))
             # A fetch resumed after a crash meets again what this job already counted: count it once.
             earlier = self.jobs.queued(job_id, name, keys) if resumed else {}
             summary.unchanged += sum(1 for key, digest in unchanged if earlier.get(key) != digest)

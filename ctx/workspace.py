@@ -56,9 +56,9 @@ class Workspace:
         inner = plugins.embedders()[self.settings.embedding.embedder](self.model_dir)  # name checked by settings
         if inner.dimension == 0:
             return None
-        from ctx.process.embedding import CachedEmbedder
+        from ctx.process.embedding import CachedEmbedder, cache_dir
 
-        return CachedEmbedder(inner, self.home / "cache" / "embeddings", self.settings.embedding.batch_size)
+        return CachedEmbedder(inner, cache_dir(self.home), self.settings.embedding.batch_size)
 
     @property
     def model_dir(self) -> Path:
@@ -107,11 +107,9 @@ class Workspace:
 
     def ingest(self, names: list[str] | None = None, progress: Progress | None = None) -> IngestSummary:
         """Ingest in this process: queue a job and run it here, now."""
-        def recover() -> list[str]:
-            self._crashed |= any(self.jobs.get(j)["status"] == "running" for j in self.jobs.unfinished())
-            return self.jobs.abandon_dead(keep_kinds=("events",))
-
-        for job_id in self.write(recover):
+        resume, crashed = self.write(lambda: self.jobs.abandon_dead(keep_kinds=("events",)))
+        self._crashed |= crashed
+        for job_id in resume:
             self.run_job(job_id)  # pushed events exist only in the queue: finish them first
         return self.run_job(self.submit(names), progress)
 

@@ -5,7 +5,6 @@ With ``daemon``, the same queries then go through a real daemon subprocess as we
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -158,15 +157,16 @@ def _measure(options: BenchOptions, home: Path, environ: Mapping[str, str],
 def _query_cache_forgetter(home: Path, model_id: str) -> Callable[[Sequence[str]], None]:
     """Drops queries' vectors from the embedding cache, so the daemon embeds each query as this run did.
 
-    The key is CachedEmbedder's (model id, sha256 of the text); the Workspace keeps the cache under
-    HOME/cache/embeddings. Opening it without settings keeps the ones stored with it.
+    Opening the cache without settings keeps the ones stored with it.
     """
     def forget(texts: Sequence[str]) -> None:
         import diskcache
 
-        with diskcache.Cache(str(home / "cache" / "embeddings")) as cache:
+        from ctx.process.embedding import cache_dir, cache_key, text_hash
+
+        with diskcache.Cache(str(cache_dir(home))) as cache:
             for text in texts:
-                cache.delete(f"{model_id}:{hashlib.sha256(text.encode()).hexdigest()}")
+                cache.delete(cache_key(model_id, text_hash(text)))
 
     return forget
 

@@ -130,7 +130,7 @@ class Guard:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
-                    raise _TooLarge()
+                    raise _TooLarge(self.max_body)
             return message
 
         return wrapped
@@ -139,8 +139,8 @@ class Guard:
 class _TooLarge(StarletteHTTPException):
     """An HTTPException: FastAPI re-raises those from its body parsing (any other error becomes a 400)."""
 
-    def __init__(self) -> None:
-        super().__init__(413, "request body over the size limit")
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over {limit} bytes")
 
 
 def create_app(service: Service, token: str) -> ASGIApp:
@@ -171,10 +171,6 @@ def create_app(service: Service, token: str) -> ASGIApp:
         # Keep the exception's headers: a 405 must say which methods are allowed (RFC 9110 `Allow`).
         return error(exc.status_code, ERRORS.get(exc.status_code, "bad_request"), str(exc.detail),
                      dict(exc.headers) if exc.headers else None)
-
-    @app.exception_handler(_TooLarge)
-    async def too_large(request: Request, exc: _TooLarge) -> JSONResponse:
-        return error(413, "payload_too_large", f"request body over {settings.max_body_bytes} bytes")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -259,6 +255,3 @@ def create_app(service: Service, token: str) -> ASGIApp:
 
     return Guard(app, token, settings.allowed_hosts, settings.max_body_bytes, service)
 
-
-def openapi_json(app: Any) -> str:
-    return json.dumps(app.openapi())

@@ -12,8 +12,6 @@ import zlib
 
 from ctx.models import Document
 
-SEEN = b""  # the marker payload of an unchanged document
-
 
 def encode(doc: Document) -> tuple[str, bytes, str]:
     """(key, payload, content hash) of a document to process."""

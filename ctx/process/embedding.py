@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,20 @@ class Embedder(Protocol):
     dimension: int
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def cache_dir(home: Path) -> Path:
+    """Where a home keeps its embedding cache."""
+    return home / "cache" / "embeddings"
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cache_key(model_id: str, content_hash: str) -> str:
+    """A vector is cached per model and content: another model, or changed text, misses."""
+    return f"{model_id}:{content_hash}"
 
 
 class CachedEmbedder:
@@ -45,7 +60,7 @@ class CachedEmbedder:
         vectors: list[np.ndarray | None] = []
         missing: dict[str, str] = {}
         for content_hash, text in items:
-            raw = self.cache.get(f"{self.model_id}:{content_hash}")
+            raw = self.cache.get(cache_key(self.model_id, content_hash))
             if raw is None:
                 missing.setdefault(content_hash, text)
                 vectors.append(None)
@@ -62,15 +77,13 @@ class CachedEmbedder:
             with self.cache.transact():
                 for (content_hash, _), vector in zip(batch, out, strict=True):
                     fresh[content_hash] = vector
-                    self.cache.set(f"{self.model_id}:{content_hash}", vector.tobytes())
+                    self.cache.set(cache_key(self.model_id, content_hash), vector.tobytes())
             if progress:
                 progress(len(batch))
         return [v if v is not None else fresh[h] for v, (h, _) in zip(vectors, items, strict=True)]
 
     def embed_query(self, text: str) -> np.ndarray:
-        import hashlib
-
-        return self.embed_hashed([(hashlib.sha256(text.encode()).hexdigest(), text)])[0]
+        return self.embed_hashed([(text_hash(text), text)])[0]
 
     def close(self) -> None:
         self.cache.close()

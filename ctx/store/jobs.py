@@ -127,21 +127,24 @@ class JobStore:
             self.catalog.db.execute(f"delete from job_sources where job_id in ({idle})")
             self.catalog.db.execute(f"delete from ingest_runs where id in ({idle})")
 
-    def abandon_dead(self, keep_kinds: tuple[str, ...]) -> list[str]:
+    def abandon_dead(self, keep_kinds: tuple[str, ...]) -> tuple[list[str], bool]:
         """Marks jobs of dead processes interrupted, except kinds whose data exists only in the queue
-        (pushed events): those are returned to be resumed."""
+        (pushed events): those are returned to be resumed. Also says whether a dead process had a job
+        running (it may have died between a SQLite commit and the Chroma write that follows)."""
         resume = []
-        for job_id, pid, kind in self.catalog.db.execute(
-            "select id, pid, kind from ingest_runs where status in ('queued', 'running') order by id"
+        crashed = False
+        for job_id, pid, kind, status in self.catalog.db.execute(
+            "select id, pid, kind, status from ingest_runs where status in ('queued', 'running') order by id"
         ).fetchall():
             if pid is not None and alive(pid):
                 continue
+            crashed |= status == "running"
             if kind in keep_kinds:
                 resume.append(job_id)
                 continue
             self.catalog.db.table("ingest_runs").update(job_id, {"status": "interrupted", "finished_at": now_iso()})
             self.catalog.db.execute("delete from queue where job_id = ?", [job_id])
-        return resume
+        return resume, crashed
 
     # --- reads ---------------------------------------------------------------------------------------
 
