@@ -85,7 +85,8 @@ class LocalClient:
     def assemble(self, body: AssembleIn) -> dict[str, Any]:
         ws = self.ws
         request = ws.request(body.query, body.budget, body.model, body.format,
-                             ws.filters(body.sources, body.tenant, body.path), body.top_k)
+                             ws.filters(body.sources, body.tenant, body.path), body.top_k, body.recipe, body.user,
+                             body.session, body.params, body.deadline_ms / 1000 if body.deadline_ms else None)
         return self._plain(ws.assemble(request).to_dict())
 
     def search(self, body: SearchIn) -> list[dict[str, Any]]:

@@ -29,3 +29,8 @@ def register_summarizers(register: Callable[[str, Callable[[str, str], str]], No
 @hookspec
 def register_renderers(register: Callable[[str, Any], None]) -> None:
     """Register context renderers: ``register(name, renderer)`` with a ``Renderer``."""
+
+
+@hookspec
+def register_providers(register: Callable[[Any], None]) -> None:
+    """Register context provider kinds: ``register(kind)`` with a :class:`ctx.assemble.provider.ProviderKind`."""

@@ -89,13 +89,17 @@ class Block:
     text: str
     truncated: bool = False
     tokens: int = 0
+    provider: str = ""  # the provider that returned it
+    as_of: str | None = None  # when its data was read (None: a stored chunk, see its version)
+    stale: bool = False  # served from an expired cache entry because its provider failed
+    age_s: float | None = None  # how old a cached block is
 
 
 @dataclass(slots=True)
 class Degradation:
     """Something assembly gave up to stay within budget, and why."""
 
-    kind: str  # dropped | truncated | deduplicated
+    kind: str  # dropped | truncated | deduplicated | late | failed | skipped | stale | not_applicable
     chunk_id: str
     source: str
     criticality: str

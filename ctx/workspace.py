@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ctx import plugins
-from ctx.assemble.assembler import AssembledContext, Assembler, AssembleRequest
+from ctx.assemble.assembler import AssembledContext, Assembler, AssembleRequest, AssemblyOptions
 from ctx.errors import NotFound, UserError
 from ctx.ingest.source import FetchContext
 from ctx.models import Hit
@@ -78,6 +78,8 @@ class Workspace:
         return TraceStore(self.catalog)
 
     def close(self) -> None:
+        if "assembler" in self.__dict__:
+            self.assembler.close()
         if "embedder" in self.__dict__ and self.embedder is not None:
             self.embedder.close()
         if "catalog" in self.__dict__:
@@ -210,11 +212,49 @@ class Workspace:
 
     @cached_property
     def assembler(self) -> Assembler:
-        a = self.settings.assembly
-        crit = {name: s.criticality.value for name, s in self.settings.sources.items()}
-        fingerprint = self.settings.fingerprint("chunking", "embedding", "retrieval", "assembly", "sources")
-        return Assembler(self.retriever, plugins.renderers(), crit, a.default_encoding, a.min_truncated_tokens,
-                         fingerprint, get_encoding_name(self.settings.chunking.encoding))
+        from ctx.assemble.breaker import Breaker
+        from ctx.assemble.loop import LoopThread
+        from ctx.assemble.provider import Services
+        from ctx.assemble.stampede import CacheFront
+
+        settings = self.settings
+        a, c = settings.assembly, settings.cache
+        loop = LoopThread()
+        services = Services(self.env, settings.base_dir, loop.run_sync, lambda: self.retriever, lambda: self.catalog,
+                            {name: s.criticality.value for name, s in settings.sources.items()})
+        kinds = plugins.provider_kinds()
+        names = {*settings.providers, *(p for r in settings.recipes.values() for p in r.providers), "retrieval"}
+        providers = {}
+        for name in sorted(names):
+            cfg = settings.provider(name)
+            providers[name] = kinds[cfg.kind].create(name, cfg, services)
+        breakers = {n: Breaker(p.settings.breaker.failures, p.settings.breaker.window, p.settings.breaker.cooldown)
+                    for n, p in providers.items()}
+        cache = self._cache_tiers()
+        fronts = [CacheFront(cache, level, c.xfetch_beta, c.hot_hits, c.refresh_ahead) for level in ("provider",
+                                                                                                  "context")]
+        for front in fronts:
+            front.bind(loop.loop)
+            loop.spawn(front.refresher)
+        fingerprint = settings.fingerprint("chunking", "embedding", "retrieval", "assembly", "sources", "providers",
+                                           "recipes")
+        options = AssemblyOptions(a.default_encoding, a.min_truncated_tokens, fingerprint,
+                                  get_encoding_name(settings.chunking.encoding), a.deadline, c.context_ttl)
+        return Assembler(providers, breakers, settings.recipe, plugins.renderers(), options, loop, fronts[0], fronts[1],
+                         self.catalog.data_versions, a.max_parallel)
+
+    def _cache_tiers(self) -> Any:
+        from ctx.store.cache import CacheTier, DiskTier, MemoryTier, TieredCache
+
+        c = self.settings.cache
+        if not c.enabled:
+            return None
+        tiers: list[CacheTier] = []
+        if c.memory_items:
+            tiers.append(MemoryTier(c.memory_items))
+        if c.disk:
+            tiers.append(DiskTier(self.home / "cache" / "results", c.disk_size_mb))
+        return TieredCache(tiers) if tiers else None
 
     def filters(self, sources: list[str] | None = None, tenant: str | None = None, path: str | None = None) -> Filters:
         unknown = [s for s in sources or [] if s not in self.settings.sources]
@@ -228,8 +268,13 @@ class Workspace:
         return self.retriever.search(query, filters or Filters(), limit or self.settings.retrieval.top_k).hits
 
     def request(self, query: str, budget: int | None = None, model: str | None = None, fmt: str | None = None,
-                filters: Filters | None = None, top_k: int | None = None) -> AssembleRequest:
+                filters: Filters | None = None, top_k: int | None = None, recipe: str | None = None,
+                user: str | None = None, session: str | None = None, params: Mapping[str, str] | None = None,
+                deadline: float | None = None) -> AssembleRequest:
         a = self.settings.assembly
+        recipe_name, chosen = self.settings.recipe(recipe)
+        if budget is None:
+            budget = chosen.budget
         fmt = fmt or a.format
         if fmt not in plugins.renderers():
             raise UserError(f"unknown format {fmt!r} (known: {', '.join(sorted(plugins.renderers()))})")
@@ -238,7 +283,8 @@ class Workspace:
         if not query.strip():
             raise UserError("the query is empty")
         return AssembleRequest(query, a.budget if budget is None else budget, model or a.model, fmt,
-                               filters or Filters(), top_k or self.settings.retrieval.top_k)
+                               filters or Filters(), top_k or self.settings.retrieval.top_k, recipe_name, user or None,
+                               session or None, tuple(sorted((params or {}).items())), deadline)
 
     def assemble(self, request: AssembleRequest, replay_of: str | None = None) -> AssembledContext:
         context, trace = self.assembler.assemble(request, replay_of)
@@ -280,8 +326,22 @@ class Workspace:
         return {
             "home": str(self.home), "config": str(self.settings.config_path) if self.settings.config_path else None,
             "embedder": self.settings.embedding.embedder, **counts, "vectors": vectors,
-            "sources": self.sources(), "plugins": plugins.plugin_names(),
+            "sources": self.sources(), "plugins": plugins.plugin_names(), **self.providers(),
+            "assembly": self.assembler.describe() if "assembler" in self.__dict__ else None,
         }
+
+    def providers(self) -> dict[str, Any]:
+        """Configured providers (built-in ones too) and which recipe asks which."""
+        s = self.settings
+        names = sorted({*s.providers, "retrieval", *(p for r in s.recipes.values() for p in r.providers)})
+        listed = []
+        for name in names:
+            cfg = s.provider(name)
+            listed.append({"name": name, "kind": cfg.kind, "freshness": cfg.freshness.value, "ttl_s": cfg.cache_ttl,
+                           "timeout_s": cfg.timeout, "cost": cfg.cost, "cache": cfg.cache})
+        recipes = {"default": list(s.recipe("default")[1].providers)} if "default" not in s.recipes else {}
+        recipes.update({name: list(r.providers) for name, r in s.recipes.items()})
+        return {"providers": listed, "recipes": recipes}
 
     def quarantined(self, source: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         if source:

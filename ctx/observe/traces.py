@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from uuid6 import uuid7
@@ -35,6 +35,10 @@ class TraceRecord:
     rendered: bytes
     degradations: list[dict[str, Any]]
     replay_of: str | None = None
+    recipe: str = "default"
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cache: str = "off"  # how the context was obtained: miss | l1 | l2 | coalesced | off
+    cost: float = 0.0  # USD of the provider calls this request made
 
     def summary(self) -> dict[str, Any]:
         kept = sum(1 for c in self.candidates if c.get("kept"))
@@ -43,13 +47,15 @@ class TraceRecord:
             "tokens": self.tokens, "budget": self.budget, "model": self.model, "format": self.format,
             "kept": kept, "candidates": len(self.candidates), "degradations": len(self.degradations),
             "total_ms": round(self.timings.get("total_ms", 0.0), 2), "replay_of": self.replay_of,
+            "recipe": self.recipe, "cache": self.cache,
         }
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.summary(), "request": self.request, "config_fingerprint": self.config_fingerprint,
             "encoding": self.encoding, "timings": self.timings, "candidates": self.candidates,
-            "degradations": self.degradations, "context": self.rendered.decode("utf-8"),
+            "degradations": self.degradations, "providers": self.providers, "cost": self.cost,
+            "context": self.rendered.decode("utf-8"),
             "context_sha256": hashlib.sha256(self.rendered).hexdigest(),
         }
 
@@ -74,6 +80,8 @@ class TraceStore:
                 "rendered": zlib.compress(trace.rendered, 6),
                 "rendered_sha256": hashlib.sha256(trace.rendered).hexdigest(),
                 "degradations": json.dumps(trace.degradations), "replay_of": trace.replay_of,
+                "recipe": trace.recipe, "providers": json.dumps(trace.providers), "cache": trace.cache,
+                "cost": trace.cost,
             }
         )
 
@@ -104,7 +112,9 @@ def _from_row(row: dict[str, Any]) -> TraceRecord:
         candidates=json.loads(zlib.decompress(row["candidates"])), timings=json.loads(row["timings"]),
         tokens=row["tokens"], budget=row["budget"], model=row["model"], format=row["format"],
         encoding=row["encoding"], rendered=rendered, degradations=json.loads(row["degradations"]),
-        replay_of=row["replay_of"],
+        replay_of=row["replay_of"], recipe=row.get("recipe") or "default",
+        providers=json.loads(row.get("providers") or "{}"), cache=row.get("cache") or "off",
+        cost=row.get("cost") or 0.0,
     )
 
 

@@ -187,6 +187,29 @@ class Catalog:
             part = doc_ids[i : i + 500]
             self.db.execute("delete from chunks where doc_id in (%s)" % ",".join("?" * len(part)), part)
 
+    def data_versions(self) -> dict[str, int]:
+        """Per source, a number that changes with every document write: part of every cache key."""
+        return dict(self.db.execute("select source, version from data_versions").fetchall())
+
+    def recent_documents(self, source: str, match: dict[str, str], tenant: str | None,
+                         limit: int) -> list[dict[str, Any]]:
+        """The newest documents of ``source`` whose metadata fields equal ``match`` (e.g. a user's events),
+        newest first, with their text. Tenant rules as in retrieval: the tenant's and untenanted ones."""
+        where = ["d.source = ?"]
+        args: list[Any] = [source]
+        for name, value in match.items():
+            where.append("json_extract(d.metadata, ?) = ?")
+            args += ["$." + json.dumps(name), value]
+        where.append("(d.tenant is null or d.tenant = ?)" if tenant else "d.tenant is null")
+        args += [tenant] if tenant else []
+        rows = self.db.execute(
+            "select d.key, d.title, v.text, d.metadata, d.created_at, d.version, d.tenant from documents d "
+            "join document_versions v on v.doc_id = d.id and v.version = d.version "
+            f"where {' and '.join(where)} order by d.created_at desc, d.rowid desc limit ?", [*args, limit],
+        ).fetchall()
+        return [{"key": r[0], "title": r[1], "text": r[2], "metadata": json.loads(r[3] or "{}"),
+                 "created_at": r[4], "version": r[5], "tenant": r[6]} for r in rows]
+
     def chunk_count(self) -> int:
         return int(self.db.execute("select count(*) from chunks").fetchone()[0])
 

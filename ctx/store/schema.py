@@ -98,3 +98,22 @@ def m002_jobs_and_queue(db: Database) -> None:
     )
     db.table("queue").create_index(["job_id", "source", "key"], unique=True)
     db.table("queue").create_index(["job_id", "source", "state", "seq"])
+
+
+@migrations()
+def m003_data_versions_and_assembly_traces(db: Database) -> None:
+    # A counter per source that moves with every document write or delete, in the same transaction
+    # (triggers, so no write path can forget it). Cached contexts are keyed by these versions, so new
+    # data is never hidden behind a cache entry.
+    db.execute("create table data_versions (source text primary key, version integer not null)")
+    for event, row in (("insert", "new"), ("update", "new"), ("delete", "old")):
+        db.execute(
+            f"create trigger documents_version_{event} after {event} on documents begin "
+            f"insert into data_versions (source, version) values ({row}.source, 1) "
+            "on conflict (source) do update set version = version + 1; end"
+        )
+    # Sessions are read newest first per source.
+    db.table("documents").create_index(["source", "created_at"])
+    traces = db.table("traces")
+    for column, kind in (("recipe", str), ("providers", str), ("cache", str), ("cost", float)):
+        traces.add_column(column, kind)

@@ -1,0 +1,156 @@
+"""The ``http`` provider: a live JSON API called at request time (httpx, async, cancelled at the deadline).
+
+URL and query parameters are templates over the request (``{user}``, ``{session}``, ``{tenant}``,
+``{query}``, any ``--param``), URL-encoded. Header values name environment variables, exactly as
+for the http source, so a secret never sits in ctx.toml, a trace or a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import Field, field_validator
+
+from ctx.assemble.provider import BaseProvider, ContextRequest, Deadline, ProviderError, Services, make_block
+from ctx.builtins.http_source import _dig, _header_guard, _resolve_headers, _safe_url, check_headers, check_url
+from ctx.errors import SourceError
+from ctx.hookspecs import hookimpl
+from ctx.models import Block
+from ctx.settings import Freshness, ProviderSettings
+from ctx.store.catalog import now_iso
+
+_FIELDS = re.compile(r"\{([A-Za-z_]\w*)\}")
+
+
+def _placeholders(template: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+
+
+class HttpProviderSettings(ProviderSettings):
+    kind: Literal["http"] = "http"
+    freshness: Freshness = Freshness.realtime
+    url: str = Field(description="may hold {user}, {session}, {tenant}, {query} or any --param name")
+    params: dict[str, str] = Field(default_factory=dict, description="query parameters, templates as url")
+    headers: dict[str, str] = Field(default_factory=dict, description="values name environment variables")
+    records_path: str = Field(default="", description="dotted path to the list of items (default: the body)")
+    key_field: str | None = None
+    title_field: str | None = None
+    text_fields: list[str] = Field(default_factory=list, description="default: the whole item as JSON")
+    max_items: int = Field(default=20, ge=1, le=1000)
+    title: str = "api"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        check_url(_FIELDS.sub("x", value))
+        _placeholders(value)  # raises ValueError on a broken template
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_headers(value)
+
+
+class HttpProvider(BaseProvider):
+    settings: HttpProviderSettings
+
+    def __init__(self, name: str, settings: ProviderSettings, services: Services) -> None:
+        super().__init__(name, settings, services)
+        self._client: httpx.AsyncClient | None = None
+
+    def needs(self) -> tuple[str, ...]:
+        s = self.settings
+        return tuple(dict.fromkeys(n for t in (s.url, *s.params.values()) for n in _placeholders(t)))
+
+    def key(self, request: ContextRequest) -> tuple[Any, ...]:
+        return (*((n, request.value(n)) for n in self.needs()), request.tenant)
+
+    async def fetch(self, request: ContextRequest, deadline: Deadline) -> list[Block]:
+        s = self.settings
+        values = {n: request.value(n) or "" for n in self.needs()}
+        url = s.url.format_map({k: quote(v, safe="") for k, v in values.items()})
+        params = {k: v.format_map(values) for k, v in s.params.items()}
+        label = f"provider {self.name!r}"
+        try:
+            headers = _resolve_headers(s, self.services.env, label)
+        except SourceError as exc:
+            raise ProviderError(str(exc)) from None
+        client = self._http(url, set(headers))
+        try:
+            response = await client.get(url, params=params, headers=headers, timeout=max(deadline.remaining(), 0.001))
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"GET {_safe_url(httpx.URL(url))} failed: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise ProviderError(f"GET {_safe_url(response.url)} returned HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise ProviderError(f"GET {_safe_url(response.url)} did not return JSON") from None
+        found, items = _dig(body, s.records_path)
+        if not found:
+            raise ProviderError(f"no {s.records_path!r} in the response of {_safe_url(response.url)}")
+        stamp = now_iso()
+        source_url = _safe_url(response.url)
+        blocks = []
+        for n, item in enumerate(items if isinstance(items, list) else [items], 1):
+            if n > s.max_items:
+                break
+            blocks.append(make_block(self.name, self._key(item, source_url, n), self._title(item), self._text(item),
+                                     score=1.0 / n, as_of=stamp, tenant=request.tenant))
+        return blocks
+
+    def _http(self, url: str, secret: set[str]) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                follow_redirects=True, event_hooks={"request": [_async(_header_guard(httpx.URL(url), secret))]},
+            )
+        return self._client
+
+    def _key(self, item: Any, url: str, n: int) -> str:
+        if self.settings.key_field and isinstance(item, dict) and item.get(self.settings.key_field) is not None:
+            return str(item[self.settings.key_field])
+        return f"{url}#{n}"
+
+    def _title(self, item: Any) -> str:
+        field = self.settings.title_field
+        if field and isinstance(item, dict) and isinstance(item.get(field), str) and item[field].strip():
+            return str(item[field])
+        return self.settings.title
+
+    def _text(self, item: Any) -> str:
+        fields = self.settings.text_fields
+        if fields and isinstance(item, dict):
+            parts = [str(item[f]) for f in fields if item.get(f) not in (None, "")]
+            if parts:
+                return "\n\n".join(parts)
+        return json.dumps(item, ensure_ascii=False, indent=1, sort_keys=True)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def _async(hook: Any) -> Any:
+    async def run(request: httpx.Request) -> None:
+        hook(request)
+
+    return run
+
+
+class HttpProviderKind:
+    name = "http"
+    settings_model = HttpProviderSettings
+
+    def create(self, name: str, settings: ProviderSettings, services: Services) -> HttpProvider:
+        return HttpProvider(name, settings, services)
+
+
+@hookimpl
+def register_providers(register: Any) -> None:
+    register(HttpProviderKind())
