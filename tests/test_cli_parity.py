@@ -115,9 +115,16 @@ class Normaliser:
     STAMP = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[+-]\d{2}:\d{2}|Z)?")
     RULES: ClassVar[list[tuple[re.Pattern[str], str]]] = [
         # timings and durations in JSON
-        (re.compile(r'"([a-z_]+_ms|seconds|embed_seconds|staleness_s|uptime_s)": [0-9.e+-]+'), r'"\1": <t>'),
+        (re.compile(r'"([a-z_]+_ms|ms|seconds|embed_seconds|staleness_s|uptime_s)": [0-9.e+-]+'), r'"\1": <t>'),
         # the `daemon` key of status: null in-process, the daemon's description through it
         (re.compile(r'"daemon": (?:null|\{.*?\n  \})(?=\n\})', re.S), '"daemon": <daemon>'),
+        # live breaker and cache figures: of the process that assembles (none in a fresh CLI process)
+        (re.compile(r'"assembly": (?:null|\{.*?\n  \})(?=,\n  "daemon")', re.S), '"assembly": <live>'),
+        # which cache tier answered: a CLI process starts with an empty L1, the daemon keeps its own
+        (re.compile(r'"cache": "(?:l1|l2|miss|coalesced)"'), '"cache": <cache>'),
+        (re.compile(r"\bcache (?:l1|l2|miss|coalesced) ·"), "cache <cache> ·"),
+        (re.compile(r'"status": "(?:ok|cached|coalesced)"'), '"status": <answered>'),
+        (re.compile(r'"age_s": (?:null|[0-9.e+-]+)'), '"age_s": <t>'),
         # text: assemble's trace line, status's source ages, the sources table's staleness, the ingest summary
         (re.compile(r"\b\d+\.\d ms\b"), "<t> ms"),
         (re.compile(r"\(\d+s old,"), "(<t>s old,"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from ctx.assemble.context import AssembledContext, AssembleRequest, Assembly
 from ctx.assemble.fanout import Fanout, Outcome
 from ctx.assemble.loop import LoopThread
 from ctx.assemble.provider import Deadline, Provider
-from ctx.assemble.render import Renderer
+from ctx.assemble.render import Renderer, age_text
 from ctx.assemble.stampede import CacheFront
 from ctx.errors import TransientError, UserError
 from ctx.models import Block, Degradation
@@ -63,12 +63,12 @@ class Assembler:
     def assemble(self, request: AssembleRequest, replay_of: str | None = None) -> tuple[AssembledContext, TraceRecord]:
         started = time.perf_counter()
         name, recipe = self.recipes(request.recipe)
-        self.prepare(recipe)
+        self.prepare(recipe.providers)
         seconds = request.deadline or recipe.deadline or self.options.deadline
         deadline = Deadline.after(seconds)
         versions = self.data_versions()
         ttl = self._context_ttl(recipe)
-        key = self._key(name, request, versions) if ttl > 0 and self.context_cache.enabled else None
+        key = self._key(name, recipe, request, versions) if ttl > 0 and self.context_cache.enabled else None
 
         async def compute() -> Assembly:
             return await self._build(request, recipe, deadline, versions)
@@ -152,13 +152,21 @@ class Assembler:
         ttls = [self.providers[n].settings.cache_ttl for n in recipe.providers]
         return min([self.options.context_ttl, *ttls])
 
-    def _key(self, recipe: str, request: AssembleRequest, versions: Mapping[str, int]) -> str:
-        raw = json.dumps([self.fingerprint, recipe, request.cache_part(), dict(versions)], sort_keys=True, default=str)
+    def _key(self, name: str, recipe: RecipeSettings, request: AssembleRequest, versions: Mapping[str, int]) -> str:
+        # Each provider's own key too: what its result depends on besides the request and ctx's data
+        # versions (a static file's mtime), so an edited policy file is not served from an older context.
+        ask = request.for_providers()
+        names = sorted({*recipe.providers, *(p.fallback for p in recipe.providers.values() if p.fallback)})
+        parts = {n: self.providers[n].key(ask) for n in names}
+        raw = json.dumps([self.fingerprint, name, request.cache_part(), dict(versions), parts], sort_keys=True,
+                         default=str)
         return "c:" + hashlib.sha256(raw.encode()).hexdigest()
 
-    def prepare(self, recipe: RecipeSettings) -> None:
-        """One-time set-up of the recipe's providers (open stores, load a model), outside any deadline."""
-        for name in recipe.providers:
+    def prepare(self, names: Iterable[str] | None = None) -> None:
+        """One-time set-up of providers (open stores, load a model; default: all), outside any deadline."""
+        if not self._prepared:
+            get_encoding(self.options.default_encoding)  # the tokenizer loads once, not in the first request
+        for name in self.providers if names is None else names:
             if name not in self._prepared:
                 prepare = getattr(self.providers[name], "prepare", None)
                 if prepare is not None:
@@ -203,7 +211,7 @@ def _provider_degradations(outcomes: Mapping[str, Outcome]) -> list[Degradation]
             continue
         reason = o.error or o.status
         if o.status == "stale":
-            reason = f"{reason}; served a cached copy {o.age_s:.0f}s old"
+            reason = f"{reason}; served a cached copy {age_text(o.age_s or 0.0)} old"
         elif o.status == "fallback":
             reason = f"{reason}; answered by {o.via}"
         out.append(Degradation(o.status, "", name, o.criticality, reason))

@@ -65,9 +65,11 @@ class Breaker:
 
     def success(self) -> None:
         with self._lock:
-            self._opened_at = None
+            if self._opened_at is not None:  # the probe succeeded: closed, with a clean slate
+                self._opened_at = None
+                self._recent.clear()
+            # While closed a success forgets nothing: failures count in the window, not in a row.
             self._probing = False
-            self._recent.clear()
 
     def failure(self) -> None:
         with self._lock:

@@ -86,7 +86,8 @@ class AssembledContext:
             "warnings": self.warnings,
             "blocks": [
                 {"source": b.hit.source, "provider": b.provider, "criticality": b.criticality,
-                 "document": b.hit.doc_key, "doc_id": b.hit.doc_id, "version": b.hit.version, "chunk_id": b.hit.chunk_id,
+                 "document": b.hit.doc_key, "doc_id": b.hit.doc_id, "version": b.hit.version,
+                 "chunk_id": b.hit.chunk_id,
                  "title": b.hit.title, "heading_path": b.hit.heading_path, "score": b.hit.score,
                  "lexical_rank": b.hit.lexical_rank, "vector_rank": b.hit.vector_rank,
                  "tokens": b.tokens, "truncated": b.truncated, "as_of": b.as_of, "stale": b.stale,

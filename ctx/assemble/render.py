@@ -32,10 +32,17 @@ def provenance(block: Block) -> str:
     hit = block.hit
     mark = " · truncated" if block.truncated else ""
     if block.stale:
-        mark += f" · stale {block.age_s or 0:.0f}s"
+        mark += f" · stale {age_text(block.age_s or 0.0)}"
     if hit.version == 0:  # not a stored chunk (no version): when it was read says how current it is
         return f"[source: {hit.source} · {hit.doc_key} · as of {block.as_of}{mark}]"
     return f"[source: {hit.source} · {hit.doc_key} · v{hit.version} · chunk {hit.chunk_id[:12]}{mark}]"
+
+
+def age_text(seconds: float) -> str:
+    """``0.4s``, ``12s``, ``3m``: how old a cached block is, at a glance."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    return f"{seconds:.0f}s" if seconds < 600 else f"{seconds / 60:.0f}m"
 
 
 def block_heading(block: Block) -> str:

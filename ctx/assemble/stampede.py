@@ -115,8 +115,15 @@ class CacheFront:
             return await asyncio.shield(running), True
         task = asyncio.ensure_future(self._compute(key, compute, ttl, stale_for, keep))
         self._flights[key] = task
-        task.add_done_callback(lambda _: self._flights.pop(key, None))
+        task.add_done_callback(lambda done: self._landed(key, done))
         return await asyncio.shield(task), False
+
+    def _landed(self, key: str, task: asyncio.Future[Any]) -> None:
+        self._flights.pop(key, None)
+        if not task.cancelled():
+            # Marked retrieved: when every caller stopped waiting (their deadlines passed), no one else will,
+            # and asyncio would log the failure as an error with a traceback ("never retrieved").
+            task.exception()
 
     async def _compute(self, key: str, compute: Compute, ttl: float, stale_for: float,
                        keep: Callable[[Any], bool] | None) -> Any:

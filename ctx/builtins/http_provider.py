@@ -81,7 +81,7 @@ class HttpProvider(BaseProvider):
             headers = _resolve_headers(s, self.services.env, label)
         except SourceError as exc:
             raise ProviderError(str(exc)) from None
-        client = self._http(url, set(headers))
+        client = self._http()
         try:
             response = await client.get(url, params=params, headers=headers, timeout=max(deadline.remaining(), 0.001))
         except httpx.HTTPError as exc:
@@ -105,11 +105,15 @@ class HttpProvider(BaseProvider):
                                      score=1.0 / n, as_of=stamp, tenant=request.tenant))
         return blocks
 
-    def _http(self, url: str, secret: set[str]) -> httpx.AsyncClient:
+    def prepare(self) -> None:
+        self._http()  # building the client (TLS context, pools) takes tens of ms: not inside a deadline
+
+    def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                follow_redirects=True, event_hooks={"request": [_async(_header_guard(httpx.URL(url), secret))]},
-            )
+            # Headers leave only for the configured origin; a templated host gets none on any request.
+            origin = httpx.URL(_FIELDS.sub("x", self.settings.url))
+            guard = _header_guard(origin, set(self.settings.headers))
+            self._client = httpx.AsyncClient(follow_redirects=True, event_hooks={"request": [_async(guard)]})
         return self._client
 
     def _key(self, item: Any, url: str, n: int) -> str:

@@ -18,6 +18,7 @@ from ctx.store.catalog import now_iso
 
 class RetrievalSettings(ProviderSettings):
     kind: Literal["retrieval"] = "retrieval"
+    timeout: float = 5.0  # local work: the request's deadline is what bounds it
     sources: list[str] | None = None  # default: the request's sources, else every source
     top_k: int | None = None  # default: the request's
 

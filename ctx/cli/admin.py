@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
     def status(
         ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
     ) -> None:
-        """Show the home, store sizes, and each source's freshness against its threshold.
+        """Show the home, store sizes, each source's freshness against its threshold, providers and breakers.
 
         Example: ctx status
         """
@@ -89,6 +89,14 @@ def register(app: typer.Typer) -> None:
             flag = "[red]stale[/]" if s["stale"] else "[green]fresh[/]"
             err_line = f" · last error: {s['last_error']}" if s["last_error"] else ""
             console.print(f"source    {s['name']}: {flag} ({state}, limit {s['max_staleness_s']:.0f}s){err_line}")
+        live = (data.get("assembly") or {}).get("breakers", {})
+        for p in data["providers"]:
+            b = live.get(p["name"], {}).get("state", "closed")  # a process that has not assembled yet: closed
+            breaker = {"closed": "[green]closed[/]", "half_open": "[yellow]half-open[/]", "open": "[red]open[/]"}[b]
+            console.print(f"provider  {p['name']} ({p['kind']}, ttl {p['ttl_s']:g}s, timeout {p['timeout_s']:g}s): "
+                          f"breaker {breaker}")
+        for name, members in data["recipes"].items():
+            console.print(f"recipe    {name}: {', '.join(members)}")
 
     @app.command()
     def quarantine(

@@ -195,9 +195,7 @@ def create_app(service: Service, token: str) -> ASGIApp:
         """Assemble a token-budgeted context window; it is stored as a replayable trace."""
         started = time.perf_counter()
         out = core.assemble(body)
-        service.metrics.assembly_seconds.labels("default", service.ws.assembler.fingerprint).observe(
-            time.perf_counter() - started)
-        service.metrics.assembly_tokens.observe(out["tokens"])
+        service.metrics.record_assembly(out, service.ws.assembler.fingerprint, time.perf_counter() - started)
         return _json(out)
 
     @app.post("/v1/search", response_model=list[HitOut], tags=["context"])

@@ -102,7 +102,7 @@ def serve(settings: Settings, env: Mapping[str, str]) -> int:
     sock, address = _bind(settings.daemon, home)
     try:
         started = time.perf_counter()
-        ws.assembler  # noqa: B018 - open the stores and load the model now, not on the first request
+        ws.assembler.prepare()  # open the stores and load the model now, not inside the first deadline
         if ws.embedder is not None:
             ws.embedder.embed_query("warm up")
         service = Service(ws)

@@ -12,7 +12,7 @@ from typing import Any
 from ctx.client import LocalClient
 from ctx.daemon.lanes import Lanes
 from ctx.daemon.scheduler import Scheduler, lane_for
-from ctx.observe.metrics import Metrics, StateCollector
+from ctx.observe.metrics import AssemblyCollector, Metrics, StateCollector
 from ctx.pipeline import Stopped
 from ctx.store.catalog import now_iso
 from ctx.workspace import Workspace
@@ -26,6 +26,8 @@ class Service:
         self.core = LocalClient(ws, plain=False)  # the same calls the CLI makes in-process
         self.metrics = Metrics()
         self.metrics.watch_state(StateCollector(ws.sources, ws.catalog.counts, ws.jobs.depth))
+        self.metrics.watch_state(AssemblyCollector(
+            lambda: ws.assembler.describe() if "assembler" in ws.__dict__ else None))
         self.lanes = Lanes(self._run, self._finished)
         self.address = ""
         self.started = time.time()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -50,6 +50,47 @@ class StateCollector(Collector):
         yield store
 
 
+_STATES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class AssemblyCollector(Collector):
+    """Breaker states and cache counters, read from the assembler at scrape time."""
+
+    def __init__(self, state: Callable[[], dict[str, Any] | None]) -> None:
+        # Not called ``describe``: the registry would take it for Collector.describe().
+        self.state = state
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        state = self.state()
+        if state is None:
+            return
+        breaker = GaugeMetricFamily("ctx_breaker_state", "Circuit breaker per provider: 0 closed, 1 half-open, 2 open",
+                                    labels=["provider"])
+        opened = CounterMetricFamily("ctx_breaker_opened", "Times a provider's breaker opened", labels=["provider"])
+        for name, b in state["breakers"].items():
+            breaker.add_metric([name], _STATES[b["state"]])
+            opened.add_metric([name], b["opened"])
+        lookups = CounterMetricFamily("ctx_cache_lookups", "Cache lookups by level and result (hit_l1, hit_l2, "
+                                      "expired, miss)", labels=["level", "result"])
+        coalesced = CounterMetricFamily("ctx_cache_coalesced", "Requests that joined a computation already "
+                                        "running (single-flight)", labels=["level"])
+        refreshes = CounterMetricFamily("ctx_cache_refreshes", "Background refreshes: early (XFetch) or hot",
+                                        labels=["level", "why"])
+        stale = CounterMetricFamily("ctx_cache_stale_served", "Expired entries served because the provider failed",
+                                    labels=["level"])
+        entries = GaugeMetricFamily("ctx_cache_entries", "Entries held per cache tier", labels=["tier"])
+        for level, c in state["cache"].items():
+            for result in ("hit_l1", "hit_l2", "expired", "miss"):
+                lookups.add_metric([level, result], c.get(result, 0))
+            coalesced.add_metric([level], c.get("coalesced", 0))
+            stale.add_metric([level], c.get("stale_served", 0))
+            for why in ("early", "hot"):
+                refreshes.add_metric([level, why], c.get(f"refresh_{why}", 0))
+        for tier, n in state["cache"]["provider"].get("entries", {}).items():
+            entries.add_metric([tier], n)  # both levels share the tiers
+        yield from (breaker, opened, lookups, coalesced, refreshes, stale, entries)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -62,14 +103,26 @@ class Metrics:
         self.assembly_tokens = Histogram("ctx_assembly_tokens", "Tokens per assembled context",
                                          buckets=(100, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000),
                                          registry=self.registry)
+        self.provider_seconds = Histogram("ctx_provider_duration_seconds", "Time each provider took in a request",
+                                          ["provider", "status"], buckets=ASSEMBLY_BUCKETS, registry=self.registry)
+        self.context_cache = Counter("ctx_context_cache", "Assembled contexts by how they were obtained",
+                                     ["recipe", "cache"], registry=self.registry)
         self.jobs = Counter("ctx_jobs", "Ingest jobs finished", ["kind", "trigger", "status"], registry=self.registry)
         self.ingested = Counter("ctx_ingest_records", "Records processed by ingest jobs", ["source", "outcome"],
                                 registry=self.registry)
         self.events = Counter("ctx_events_accepted", "Events pushed through the API", ["source"],
                               registry=self.registry)
 
-    def watch_state(self, collector: StateCollector) -> None:
+    def watch_state(self, collector: Collector) -> None:
         self.registry.register(collector)
+
+    def record_assembly(self, out: dict[str, Any], fingerprint: str, seconds: float) -> None:
+        self.assembly_seconds.labels(out["recipe"], fingerprint).observe(seconds)
+        self.assembly_tokens.observe(out["tokens"])
+        self.context_cache.labels(out["recipe"], out["cache"]).inc()
+        if out["cache"] in ("miss", "off"):  # a cached context asked no provider
+            for name, p in out["providers"].items():
+                self.provider_seconds.labels(name, p["status"]).observe(p["ms"] / 1000)
 
     def record_job(self, job: dict[str, Any]) -> None:
         self.jobs.labels(job["kind"], job["trigger"], job["status"]).inc()
