@@ -236,8 +236,10 @@ def provider_mix(draw: st.DrawFn) -> tuple[list[Block], dict[str, float]]:
     assert sum(shares.values()) <= 1.0 + 1e-9
     blocks = []
     for name in names:
+        # Per provider: short answers (a record row, an event), long documents, or both.
+        texts = draw(st.sampled_from([sentence(), block_text(), st.one_of(sentence(), block_text())]))
         for i in range(draw(st.integers(0, 5))):
-            text = draw(st.one_of(sentence(), block_text()))
+            text = draw(texts)
             title = draw(st.sampled_from(["Refund policy", "customer", "event", "Order o-1", "日本語ガイド"]))
             block = make_block(name, f"{name}-key-{i}", title, text, score=draw(st.floats(0, 1, allow_nan=False)),
                                as_of="2024-05-01T12:00:00+00:00")

@@ -82,3 +82,18 @@ def test_every_subcommand_is_in_the_readme() -> None:
         for command in group.typer_instance.registered_commands:
             name = f"{group.name} {command.name or command.callback.__name__}"
             assert f"ctx {name}" in README, f"`ctx {name}` is not in the README"
+
+
+def test_every_provider_setting_is_in_the_example() -> None:
+    from ctx.plugins import provider_kinds
+    from ctx.settings import ProviderSettings, RecipeProvider, RecipeSettings
+
+    missing = [
+        f"{kind}.{name}"
+        for kind, plugin in provider_kinds().items()
+        for name, field in plugin.settings_model.model_fields.items()
+        if not field.exclude and not _documented(name)
+    ]
+    shared = [*ProviderSettings.model_fields, *RecipeSettings.model_fields, *RecipeProvider.model_fields]
+    assert not missing
+    assert not [n for n in shared if not _documented(n)]

@@ -301,6 +301,41 @@ def test_session_small_budget_keeps_the_newest(write_config, ctx_cli, push) -> N
     assert partial_seen, "some budget must keep only part of the history"
 
 
+def test_session_share_keeps_the_newest_beside_a_long_policy(tmp_path: Path, write_config, ctx_cli, push) -> None:
+    # A critical policy far longer than the budget must not take the history's share of it.
+    (tmp_path / "policy").mkdir()
+    sentences = " ".join(f"Rule {i}: refunds over {i * 10} dollars need a second approval." for i in range(300))
+    (tmp_path / "policy" / "long.md").write_text(f"# Long policy\n\n{sentences}\n")
+    write_config(BASE + SESSION + """
+[providers.policy]
+kind = "static"
+paths = ["policy/*.md"]
+
+[recipes.mixed.providers.policy]
+criticality = "critical"
+share = 0.7
+
+[recipes.mixed.providers.history]
+criticality = "important"
+share = 0.3
+""")
+    for i in range(1, 7):
+        push(_event(f"e{i}", "u1", f"Event number {i}: Ada looked at invoice {i * 111} and its line items."))
+    newest_first = [f"e{i}" for i in range(6, 0, -1)]
+
+    out = assemble(ctx_cli, "recent activity", "--recipe", "mixed", "--user", "u1", "--budget", "1000")
+    assert out["tokens"] <= 1000
+    history = [b["document"] for b in out["blocks"] if b["provider"] == "history"]
+    assert 0 < len(history) < len(newest_first), history
+    assert history == newest_first[: len(history)]
+    history_tokens = sum(b["tokens"] for b in out["blocks"] if b["provider"] == "history")
+    assert history_tokens <= 300
+    policy = [b for b in out["blocks"] if b["provider"] == "policy"]
+    assert len(policy) == 1 and policy[0]["truncated"]  # it gets the rest of the budget, cut to fit
+    kinds = {(d["source"], d["kind"]) for d in out["degradations"]}
+    assert kinds == {("policy", "truncated"), ("history", "dropped")}
+
+
 def test_session_new_event_shows_up_at_once(write_config, ctx_cli, push) -> None:
     write_config(BASE + SESSION)
     push(_event("e1", "u1", "Ada opened the billing page."))
@@ -644,7 +679,7 @@ def _comparable(out: dict[str, Any]) -> dict[str, Any]:
                  for n, p in out["providers"].items()}
     return {"recipe": out["recipe"], "blocks": blocks, "providers": providers, "tokens": out["tokens"],
             "context": _AS_OF.sub("]", out["context"]), "degradations": out["degradations"],
-            "request": {k: v for k, v in out["request"].items()}}
+            "request": out["request"]}
 
 
 def test_api_assemble_matches_the_cli(support, ctx_cli, daemon) -> None:

@@ -76,8 +76,11 @@ def pack(blocks: Sequence[Block], budget: int, renderer: Renderer, query: str, c
             if capped:
                 assert caps is not None
                 share_left = caps.get(block.provider, budget) - spent.get(block.provider, 0)
-                if frame + text_tokens > share_left and estimate <= budget:
-                    deferred.append(block)  # fits the budget but not its share: it waits for unused shares
+                if frame + text_tokens > share_left:
+                    # Over its share: it waits for what the shares leave unused. Also when it would not fit
+                    # the budget either: kept by the exact count or cut to the whole budget now, it would
+                    # take the shares of providers whose blocks come later.
+                    deferred.append(block)
                     continue
             # The estimate errs high by a few tokens a block, so near the edge the exact count decides:
             # a block that fits whole is never cut or dropped.

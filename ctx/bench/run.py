@@ -94,6 +94,9 @@ def write_config(home: Path, options: BenchOptions) -> Path:
         "# Written by `ctx bench`: one files source over the synthetic corpus.\n"
         f"[chunking]\nmax_tokens = {options.chunk_tokens}\noverlap_tokens = {overlap}\n\n"
         f'[embedding]\nembedder = "{options.embedder}"\n\n'
+        # The pipeline's own latency is measured: a repeated query must not be answered from the cache
+        # (`ctx bench --assembly` measures the caches).
+        "[cache]\nenabled = false\n\n"
         f'[sources.{SOURCE}]\nkind = "files"\npath = "corpus"\ninclude = ["**/*.md"]\n'
         # No scheduled (or watched) sync may run in the daemon while it is being measured.
         + ("\n[daemon]\nscheduler = false\n" if options.daemon else ""),

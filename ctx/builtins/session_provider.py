@@ -23,6 +23,8 @@ class SessionSettings(ProviderSettings):
     source: str = Field(description="an append source holding the events")
     user_field: str = "user_id"
     session_field: str = "session_id"
+    time_field: str | None = Field(default=None, description="metadata field with the event's time (ISO 8601): "
+                                   "orders events and is their as_of; default: when they were stored")
     limit: int = Field(default=50, ge=1, le=10_000, description="newest events read at most")
 
 
@@ -44,12 +46,13 @@ class SessionProvider(BaseProvider):
         if request.session:
             match[s.session_field] = request.session
         rows = await self.services.run_sync(self.services.catalog().recent_documents, s.source, match,
-                                            request.tenant, s.limit)
+                                            request.tenant, s.limit, s.time_field)
         blocks = []
         for rank, row in enumerate(rows):
             title = row["title"] or f"event {row['key']}"
+            when = row["metadata"].get(s.time_field) if s.time_field else None
             blocks.append(make_block(self.name, row["key"], title, row["text"], score=1.0 / (1 + rank),
-                                     as_of=row["created_at"], tenant=row["tenant"]))
+                                     as_of=str(when) if when else row["created_at"], tenant=row["tenant"]))
         return blocks
 
 

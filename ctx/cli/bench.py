@@ -53,8 +53,8 @@ def _seconds(value: float) -> str:
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
 
 
-_STAGES = {"lexical_ms": "lexical search", "vector_ms": "vector search (embeds the query)",
-           "fuse_ms": "fusion + hydration", "pack_render_ms": "dedup + pack + render",
+_STAGES = {"retrieval_ms": "retrieval (BM25 + vectors, fused)", "providers_ms": "all providers, under the deadline",
+           "pack_render_ms": "dedup + pack + render",
            "outside_assembler_ms": "request + trace write"}
 
 
@@ -96,6 +96,33 @@ def _measured(name: str, value: float | None) -> str:
     if name in ("assemble_p99", "daemon_p99_concurrent"):
         return f"{value:.1f} ms"
     return f"{value:.1%}" if name == "non_embedding_ratio" else f"{value:.1f}x"
+
+
+def print_assembly(r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    f, s, h = r["fanout"], r["stampede"], r["cache_hit"]
+    table = Table(title="ctx bench --assembly · loopback upstream", title_justify="left")
+    for column in ("scenario", "figure", "value"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    par, seq = f["parallel"], f["sequential"]
+    table.add_row(f"{f['providers']} providers x {f['latency_ms']:g} ms", "parallel p50 / p99",
+                  f"{par['p50']:.1f} / {par['p99']:.1f} ms")
+    table.add_row("", "one at a time p50 / p99", f"{seq['p50']:.1f} / {seq['p99']:.1f} ms")
+    table.add_row("", "sequential / parallel", f"{f['speedup']:.2f}x")
+    for label, run in (("stampede, cache on", s["protected"]), ("stampede, cache off", s["unprotected"])):
+        table.add_row(label, f"upstream calls for {run['requests']} requests", f"{run['upstream_calls']}")
+        table.add_row("", "answered", f"{run['answered']}")
+        table.add_row("", "p50 / p99", f"{run['p50_ms']:.1f} / {run['p99_ms']:.1f} ms")
+    table.add_row("cache hit (L1)", f"p50 / p99 ({h['requests']} requests)",
+                  f"{h['p50_ms']:.3f} / {h['p99_ms']:.3f} ms")
+    table.add_row("", "the same request, cold", f"{h['first_ms']:.1f} ms")
+    console = Console()
+    console.print(table)
+    for t in r["targets"].values():
+        mark = "[green]PASS[/]" if t["passed"] else "[red]FAIL[/]"
+        console.print(f"{mark} {t['target']}: {t['value']}")
 
 
 def print_report(r: dict[str, Any]) -> None:
@@ -181,6 +208,8 @@ def register(app: typer.Typer) -> None:
                                     "subprocess: its added latency, and latency and req/s under concurrent clients."),
         clients: str | None = typer.Option(None, "--clients", help="With --daemon: client counts, comma-separated "
                                            "(1 is sequential). Default 1,10,50."),
+        assembly: bool = typer.Option(False, "--assembly", help="Instead: 5 providers x 40 ms in parallel vs one "
+                                      "at a time, the 500-request stampede, and cache-hit latency (a loopback API)."),
     ) -> None:
         """Benchmark the pipeline on a synthetic corpus in a fresh, temporary home.
 
@@ -191,8 +220,21 @@ def register(app: typer.Typer) -> None:
         With --daemon, the same queries then go through a daemon started on the bench home (no
         scheduler), from one client in sequence and from --clients threads at once.
 
+        With --assembly, it measures the provider fan-out, the stampede protection and cache hits
+        instead, against a loopback JSON API with 40 ms latency (no corpus).
+
         Example: ctx bench --docs 500 --embedder none
         """
+        if assembly:
+            from ctx.bench.assembly import run_assembly_bench
+
+            outcome = run_assembly_bench(dict(os.environ), requests=min(queries, 200),
+                                         note=RichReporter(as_json).note)
+            if as_json:
+                print_json(outcome)
+            else:
+                print_assembly(outcome)
+            return
         from ctx.bench.daemon import DEFAULT_CLIENTS, parse_clients
         from ctx.bench.run import LARGE_DOCS, BenchOptions, run_bench
         from ctx.errors import UserError

@@ -191,10 +191,11 @@ class Catalog:
         """Per source, a number that changes with every document write: part of every cache key."""
         return dict(self.db.execute("select source, version from data_versions").fetchall())
 
-    def recent_documents(self, source: str, match: dict[str, str], tenant: str | None,
-                         limit: int) -> list[dict[str, Any]]:
+    def recent_documents(self, source: str, match: dict[str, str], tenant: str | None, limit: int,
+                         time_field: str | None = None) -> list[dict[str, Any]]:
         """The newest documents of ``source`` whose metadata fields equal ``match`` (e.g. a user's events),
-        newest first, with their text. Tenant rules as in retrieval: the tenant's and untenanted ones."""
+        newest first (by the metadata field ``time_field`` when given, else by when they were stored),
+        with their text. Tenant rules as in retrieval: the tenant's and untenanted ones."""
         where = ["d.source = ?"]
         args: list[Any] = [source]
         for name, value in match.items():
@@ -202,10 +203,12 @@ class Catalog:
             args += ["$." + json.dumps(name), value]
         where.append("(d.tenant is null or d.tenant = ?)" if tenant else "d.tenant is null")
         args += [tenant] if tenant else []
+        order = "json_extract(d.metadata, ?) desc," if time_field else ""
         rows = self.db.execute(
             "select d.key, d.title, v.text, d.metadata, d.created_at, d.version, d.tenant from documents d "
             "join document_versions v on v.doc_id = d.id and v.version = d.version "
-            f"where {' and '.join(where)} order by d.created_at desc, d.rowid desc limit ?", [*args, limit],
+            f"where {' and '.join(where)} order by {order} d.created_at desc, d.rowid desc limit ?",
+            [*args, *([f"$.{json.dumps(time_field)}"] if time_field else []), limit],
         ).fetchall()
         return [{"key": r[0], "title": r[1], "text": r[2], "metadata": json.loads(r[3] or "{}"),
                  "created_at": r[4], "version": r[5], "tenant": r[6]} for r in rows]
