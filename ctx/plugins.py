@@ -48,14 +48,18 @@ def plugin_manager() -> pluggy.PluginManager:
         for name in BUILTINS:
             pm.register(importlib.import_module(name), name=name)
         allowed = os.environ.get("CTX_LOAD_PLUGINS")
-        if allowed is None:
-            pm.load_setuptools_entrypoints("ctx")
-        else:
-            from importlib.metadata import entry_points
+        wanted = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
+        from importlib.metadata import entry_points
 
-            for ep in entry_points(group="ctx"):
-                if ep.name in {n.strip() for n in allowed.split(",") if n.strip()}:
-                    pm.register(ep.load(), name=ep.name)
+        for ep in entry_points(group="ctx"):
+            if (wanted is None or ep.name in wanted) and pm.get_plugin(ep.name) is None:
+                try:
+                    plugin = ep.load()
+                except Exception as exc:  # boundary: an installed third-party package
+                    problem = " ".join(f"{type(exc).__name__}: {exc}".split())
+                    raise ConfigError("plugins", f"installed plugin {ep.name!r} ({ep.value}) failed to load: "
+                                      f"{problem} (CTX_LOAD_PLUGINS limits which plugins load)") from None
+                pm.register(plugin, name=ep.name)
         _pm = pm
     return _pm
 

@@ -32,6 +32,10 @@ def register(app: typer.Typer) -> None:
     def demo(
         query: str = typer.Option(DEMO_QUERY, "--query", "-q", help="The request to assemble."),
         tenant: str = typer.Option("acme", "--tenant", "-t", help="Whose tickets and records may appear."),
+        recipe: str = typer.Option("support", "--recipe", "-r", help="support (policy, profile, the user's tickets, "
+                                   "docs) or default (docs retrieval only)."),
+        user: str = typer.Option("u123", "--user", "-u", help="Who asks (users of customers.db: u123..u127 are "
+                                 "acme's)."),
         budget: int = typer.Option(2000, "--budget", "-b", help="Token budget."),
         as_json: bool = typer.Option(False, "--json", help="Print the ingest summary and the context as JSON."),
     ) -> None:
@@ -54,12 +58,15 @@ def register(app: typer.Typer) -> None:
         summary = run_ingest(backend, None, as_json)
         if not as_json:
             print_summary(summary)
-        context = backend.assemble(build(AssembleIn, query=query, budget=budget, tenant=tenant))
+        context = backend.assemble(build(AssembleIn, query=query, budget=budget, tenant=tenant, recipe=recipe,
+                                         user=user))
         if as_json:
             print_json({"home": str(home), "ingest": summary, "assemble": context})
             return
-        err(f"\n[b]assembled context[/] for tenant {tenant!r}: {query}\n")
+        err(f"\n[b]assembled context[/] (recipe {recipe!r}) for user {user!r} of tenant {tenant!r}: {query}\n")
         write_exact(context["context"])
         err(f"\n[b]trace[/] {context['trace_id']} · {context['tokens']}/{budget} tokens · {len(context['blocks'])} "
             f"blocks · {len(context['degradations'])} degradations · {context['timings']['total_ms']:.1f} ms")
+        outcomes = ", ".join(f"{name} {p['status']} ({p['ms']:.0f} ms)" for name, p in context["providers"].items())
+        err(f"providers: {outcomes}")
         err(f"replay it:  CTX_CONFIG={fixtures_dir() / 'demo.toml'} CTX_HOME={home} ctx replay {context['trace_id']}")
