@@ -108,9 +108,9 @@ class LocalClient:
         return self._plain(self.ws.jobs.recent(limit))
 
     def push(self, body: EventsIn) -> dict[str, Any]:
-        job_id, accepted = self.ws.push_events(body.source, body.events)
+        job_id, accepted, quarantined = self.ws.push_events(body.source, body.events)
         self.ws.run_job(job_id)
-        return {"job_id": job_id, "accepted": accepted}
+        return {"job_id": job_id, "accepted": accepted, "quarantined": quarantined}
 
     def traces(self, limit: int) -> list[dict[str, Any]]:
         return self._plain([t.summary() for t in self.ws.traces.recent(limit)])

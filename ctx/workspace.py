@@ -28,6 +28,11 @@ from ctx.store.jobs import JobStore
 from ctx.store.writer import InlineWriter, ThreadWriter
 
 
+# The shape of what L2 holds (pickled Entry, Block, Assembly): bump it when those change, so a home
+# never unpickles results written by another version of ctx.
+CACHE_FORMAT = 1
+
+
 class Workspace:
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None,
                  writer: InlineWriter | ThreadWriter | None = None) -> None:
@@ -115,8 +120,11 @@ class Workspace:
             self.run_job(job_id)  # pushed events exist only in the queue: finish them first
         return self.run_job(self.submit(names), progress)
 
-    def push_events(self, source: str, events: list[Any]) -> tuple[str, int]:
-        """Queue pushed records (e.g. user session events) for an append source; returns (job id, count)."""
+    def push_events(self, source: str, events: list[Any]) -> tuple[str, int, int]:
+        """Queue pushed records (e.g. user session events) for an append source.
+
+        Returns (job id, events taken, of which quarantined): a bad event is kept in quarantine, not lost.
+        """
         cfg = self.settings.sources.get(source)
         if cfg is None:
             raise NotFound(f"unknown source {source!r} (configured: {', '.join(self.settings.sources) or 'none'})")
@@ -146,7 +154,7 @@ class Workspace:
                                      summary=asdict(SourceSummary(source, quarantined=len(rejected))))
 
         self.write(tx)
-        return job_id, len(checked)
+        return job_id, len(checked), len(rejected)
 
     def run_job(self, job_id: str, progress: Progress | None = None,
                 source_lock: Callable[[str], AbstractContextManager[Any]] | None = None,
@@ -253,7 +261,7 @@ class Workspace:
         if c.memory_items:
             tiers.append(MemoryTier(c.memory_items))
         if c.disk:
-            tiers.append(DiskTier(self.home / "cache" / "results", c.disk_size_mb))
+            tiers.append(DiskTier(self.home / "cache" / f"results-v{CACHE_FORMAT}", c.disk_size_mb))
         return TieredCache(tiers) if tiers else None
 
     def filters(self, sources: list[str] | None = None, tenant: str | None = None, path: str | None = None) -> Filters:

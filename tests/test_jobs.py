@@ -55,8 +55,8 @@ def test_pushed_events_are_validated_and_bad_ones_quarantined(tmp_path, write_co
         {"id": "e3", "text": "asked about refunds"},  # no tenant
         ["not", "an", "object"],
     ]
-    job_id, accepted = ws.push_events("sessions", events)
-    assert accepted == 4
+    job_id, accepted, quarantined = ws.push_events("sessions", events)
+    assert (accepted, quarantined) == (4, 3)  # taken and durable; the bad ones are in quarantine, not lost
     summary = ws.run_job(job_id)
     assert summary.totals()["new"] == 1 and summary.totals()["quarantined"] == 3
     reasons = sorted(r["reason"] for r in ws.quarantined("sessions"))

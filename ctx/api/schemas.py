@@ -173,7 +173,9 @@ class JobOut(BaseModel):
 
 class EventsOut(BaseModel):
     job_id: str
-    accepted: int
+    accepted: int = Field(description="events taken; durable from now on")
+    quarantined: int = Field(description="of those, events that failed validation: kept in quarantine with "
+                                         "their reason, not processed")
 
 
 class TraceSummary(BaseModel):

@@ -17,10 +17,10 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from ctx.assemble.provider import BaseProvider, ContextRequest, Deadline, ProviderError, Services, make_block
-from ctx.builtins.sql_source import _text, check_query, connect_read_only
+from ctx.builtins.sql_source import _text, check_query, connect_read_only, sqlite_file
 from ctx.hookspecs import hookimpl
 from ctx.models import Block
-from ctx.settings import Freshness, ProviderSettings, resolve_path
+from ctx.settings import Freshness, ProviderSettings
 from ctx.store.catalog import now_iso
 
 # Named parameters outside quoted strings: ``:name``.
@@ -43,10 +43,7 @@ class RecordSettings(ProviderSettings):
     @field_validator("database", mode="before")
     @classmethod
     def _database(cls, value: Any, info: ValidationInfo) -> Path:
-        path = resolve_path(value, info)
-        if not path.is_file():
-            raise ValueError(f"not a file: {path}")
-        return path
+        return sqlite_file(value, info)
 
     @field_validator("query")
     @classmethod
@@ -61,7 +58,9 @@ class RecordProvider(BaseProvider):
         return parameters(self.settings.query)
 
     def key(self, request: ContextRequest) -> tuple[Any, ...]:
-        return tuple((name, request.value(name)) for name in self.needs())
+        # The tenant always: a query that forgets to bind it must still never share one tenant's cached
+        # rows with another tenant's request.
+        return (*((name, request.value(name)) for name in self.needs()), request.tenant)
 
     async def fetch(self, request: ContextRequest, deadline: Deadline) -> list[Block]:
         values = {name: request.value(name) for name in self.needs()}

@@ -73,6 +73,18 @@ def check_query(query: str) -> str:
     return query.strip()
 
 
+def sqlite_file(value: Any, info: ValidationInfo) -> Path:
+    """A ``database`` setting: an existing SQLite file, relative to ctx.toml."""
+    path = resolve_path(value, info)
+    if not path.is_file():
+        raise ValueError(f"not a file: {path}")
+    with open(path, "rb") as handle:
+        header = handle.read(16)
+    if header and header != b"SQLite format 3\x00":
+        raise ValueError(f"not a SQLite database: {path}")
+    return path
+
+
 class SqlSettings(SourceSettings):
     """A SQLite database and the query whose rows become records."""
 
@@ -87,14 +99,7 @@ class SqlSettings(SourceSettings):
     @field_validator("database", mode="before")
     @classmethod
     def _database(cls, value: Any, info: ValidationInfo) -> Path:
-        path = resolve_path(value, info)
-        if not path.is_file():
-            raise ValueError(f"not a file: {path}")
-        with open(path, "rb") as handle:
-            header = handle.read(16)
-        if header and header != b"SQLite format 3\x00":
-            raise ValueError(f"not a SQLite database: {path}")
-        return path
+        return sqlite_file(value, info)
 
     @field_validator("query")
     @classmethod

@@ -186,4 +186,5 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(result)
         else:
-            err(f"accepted {result['accepted']} events into {source} (job {result['job_id']})")
+            bad = f", {result['quarantined']} of them quarantined (`ctx quarantine`)" if result["quarantined"] else ""
+            err(f"accepted {result['accepted']} events into {source}{bad} (job {result['job_id']})")

@@ -72,10 +72,10 @@ class Service:
             self.lanes.submit(job_id, lane, [source])
 
     def push(self, source: str, events: list[Any]) -> dict[str, Any]:
-        job_id, accepted = self.ws.push_events(source, events)
+        job_id, accepted, quarantined = self.ws.push_events(source, events)
         self.metrics.events.labels(source).inc(accepted)
         self.lanes.submit(job_id, "realtime", [source])
-        return {"job_id": job_id, "accepted": accepted}
+        return {"job_id": job_id, "accepted": accepted, "quarantined": quarantined}
 
     def _lane(self, job: dict[str, Any]) -> str:
         if job["kind"] == "events" or job["trigger"] == "watch":
