@@ -27,7 +27,6 @@ from ctx.store.catalog import Catalog
 from ctx.store.jobs import JobStore
 from ctx.store.writer import InlineWriter, ThreadWriter
 
-
 # The shape of what L2 holds (pickled Entry, Block, Assembly): bump it when those change, so a home
 # never unpickles results written by another version of ctx.
 CACHE_FORMAT = 1
