@@ -372,6 +372,44 @@ def test_metrics_expose_freshness_queue_requests_and_assembly_latency(make_app: 
     assert counts[0].labels["pipeline"] == "default" and counts[0].labels["version"]
 
 
+def test_metrics_expose_providers_breakers_and_caches(make_app: Callable[..., App], tmp_path: Path) -> None:
+    """What an operator graphs for assembly: per-provider latency by outcome, breaker states, cache lookups."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    (tmp_path / "policy.md").write_text("# Policy\n\nBe kind and precise.\n")
+    # Port 9 on loopback: nothing listens, so every call fails at once (connection refused).
+    providers = (
+        '[providers.policy]\nkind = "static"\npaths = ["policy.md"]\n\n'
+        '[providers.down]\nkind = "http"\nurl = "http://127.0.0.1:9/status"\ncache = false\n'
+        "breaker = { failures = 2, window = \"60s\", cooldown = \"60s\" }\n\n"
+        '[recipes.ops]\nproviders.policy = { criticality = "critical" }\n'
+        'providers.down = { criticality = "optional" }\n'
+    )
+    app = make_app(providers)
+    for _ in range(3):  # two failures open the breaker; the third request skips the provider
+        out = app.http.post("/v1/assemble", json={"query": "what is the policy?", "recipe": "ops"}, headers=app.auth)
+        assert out.status_code == 200, out.text
+    assert out.json()["providers"]["down"]["status"] == "skipped"
+    assert out.json()["cache"] == "miss"  # a context with a provider down is never cached
+
+    families = {f.name: f for f in text_string_to_metric_families(app.http.get("/metrics", headers=app.auth).text)}
+    states = {s.labels["provider"]: s.value for s in families["ctx_breaker_state"].samples}
+    assert states["down"] == 2 and states["policy"] == 0  # 2 open, 0 closed
+    opened = {s.labels["provider"]: s.value for s in families["ctx_breaker_opened"].samples
+              if s.name == "ctx_breaker_opened_total"}
+    assert opened["down"] == 1
+    seen = {(s.labels["provider"], s.labels["status"]): s.value for s in families["ctx_provider_duration_seconds"].samples
+            if s.name == "ctx_provider_duration_seconds_count"}
+    assert seen[("down", "failed")] == 2 and seen[("down", "skipped")] == 1
+    assert seen[("policy", "ok")] == 1 and seen[("policy", "cached")] == 2  # the policy file was read once
+    lookups = {(s.labels["level"], s.labels["result"]): s.value for s in families["ctx_cache_lookups"].samples
+               if s.name == "ctx_cache_lookups_total"}
+    assert lookups[("provider", "hit_l1")] == 2 and lookups[("context", "miss")] == 3
+    by_recipe = [s for s in families["context_assembly_duration_seconds"].samples
+                 if s.name == "context_assembly_duration_seconds_count"]
+    assert [(s.labels["pipeline"], s.value) for s in by_recipe] == [("ops", 3.0)]
+
+
 def test_refused_requests_are_counted_without_growing_the_labels(make_app: Callable[..., App]) -> None:
     """A scan of made-up paths must not add a label per path (unbounded metric cardinality)."""
     from prometheus_client.parser import text_string_to_metric_families
