@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,10 +19,18 @@ def test_demo_ingests_the_fixtures_and_its_trace_replays(ctx_cli, monkeypatch: p
     assert by_source["docs"]["new"] == len([p for p in (FIXTURES / "docs").rglob("*") if p.is_file()])
     assert by_source["tickets"]["quarantined"] == 3  # the three bad lines the fixtures keep on purpose
     assert by_source["customers"]["new"] > 0
-    # The demo assembles for tenant acme: acme's tickets may appear, nobody else's.
+    # The demo asks the `support` recipe for user u123 of tenant acme: the policy, their profile, their own
+    # tickets (newest first) and the docs.
     assert assembled["blocks"] and assembled["tokens"] <= assembled["budget"]
-    ticket_blocks = [b for b in assembled["blocks"] if b["source"] == "tickets"]
-    assert ticket_blocks, "the demo should show that tickets reach the context"
+    assert assembled["recipe"] == "support"
+    assert all(p["status"] == "ok" for p in assembled["providers"].values()), assembled["providers"]
+    by_provider = {p: [b for b in assembled["blocks"] if b["provider"] == p] for p in assembled["providers"]}
+    assert by_provider["policy"] and by_provider["retrieval"]
+    assert "Dana Whitfield" in by_provider["profile"][0]["text"]  # u123, from customers.db
+    tickets = [b["document"] for b in by_provider["history"]]
+    assert tickets, "the demo should show that the user's tickets reach the context"
+    assert [b["as_of"] for b in by_provider["history"]] == sorted((b["as_of"] for b in by_provider["history"]),
+                                                                   reverse=True)
     assert Path(out["home"]) == Path(os.environ["CTX_HOME"]) / "demo"
 
     # A second demo finds everything unchanged and embeds nothing.
@@ -40,6 +49,11 @@ def test_demo_tickets_are_acme_only(ctx_cli) -> None:
     import sqlite3
 
     db = sqlite3.connect(Path(out["home"]) / "catalog.db")
-    tenants = dict(db.execute("select key, tenant from documents where source = 'tickets'").fetchall())
-    shown = [b["document"] for b in out["assemble"]["blocks"] if b["source"] in ("tickets", "customers")]
+    rows = db.execute("select key, tenant, metadata from documents where source = 'tickets'").fetchall()
+    tenants = {key: tenant for key, tenant, _ in rows}
+    users = {key: json.loads(meta).get("user_id") for key, _, meta in rows}
+    blocks = out["assemble"]["blocks"]
+    shown = [b["document"] for b in blocks if b["source"] in ("tickets", "customers") or b["provider"] == "history"]
     assert shown and all(tenants.get(key, "acme") == "acme" for key in shown)
+    # The history provider shows the asking user's tickets only.
+    assert all(users[b["document"]] == "u123" for b in blocks if b["provider"] == "history")
