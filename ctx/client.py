@@ -52,6 +52,7 @@ class Client(Protocol):
     def ingest(self, body: IngestIn, progress: Progress | None = None) -> dict[str, Any]: ...
     def submit(self, body: IngestIn) -> dict[str, Any]: ...
     def job(self, job_id: str) -> dict[str, Any]: ...
+    def metrics(self) -> str: ...
     def jobs(self, limit: int) -> list[dict[str, Any]]: ...
     def push(self, body: EventsIn) -> dict[str, Any]: ...
     def traces(self, limit: int) -> list[dict[str, Any]]: ...
@@ -103,6 +104,16 @@ class LocalClient:
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._plain(self.ws.jobs.get(job_id))
+
+    def metrics(self) -> str:
+        """The state metrics of this home (freshness, queue, store sizes); request counters live in a daemon."""
+        from ctx.observe.metrics import AssemblyCollector, Metrics, StateCollector
+
+        ws = self.ws
+        metrics = Metrics()
+        metrics.watch_state(StateCollector(ws.sources, ws.catalog.counts, ws.jobs.depth))
+        metrics.watch_state(AssemblyCollector(lambda: ws.assembler.describe() if "assembler" in ws.__dict__ else None))
+        return metrics.render().decode("utf-8")
 
     def jobs(self, limit: int) -> list[dict[str, Any]]:
         return self._plain(self.ws.jobs.recent(limit))
@@ -159,7 +170,8 @@ class DaemonClient:
             headers={"Authorization": f"Bearer {runtime.token}", VERSION_HEADER: API_VERSION},
         )
 
-    def call(self, method: str, path: str, body: BaseModel | None = None, **params: Any) -> Any:
+    def call(self, method: str, path: str, body: BaseModel | None = None, raw: bool = False, **params: Any) -> Any:
+        """The response's JSON (or its text, with ``raw``); an error response raises its typed error."""
         import httpx
 
         try:
@@ -184,7 +196,7 @@ class DaemonClient:
             except (ValueError, KeyError, TypeError):
                 code, message = "internal", f"HTTP {response.status_code}: {response.text[:200]}"
             raise ERRORS.get(code, CtxError)(message)
-        return response.json()
+        return response.text if raw else response.json()
 
     def assemble(self, body: AssembleIn) -> dict[str, Any]:
         return self.call("POST", "/v1/assemble", body)  # type: ignore[no-any-return]
@@ -210,6 +222,9 @@ class DaemonClient:
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.call("GET", f"/v1/jobs/{job_id}")  # type: ignore[no-any-return]
+
+    def metrics(self) -> str:
+        return self.call("GET", "/metrics", raw=True)  # type: ignore[no-any-return]
 
     def jobs(self, limit: int) -> list[dict[str, Any]]:
         return self.call("GET", "/v1/jobs", limit=limit)  # type: ignore[no-any-return]

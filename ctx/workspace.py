@@ -246,7 +246,8 @@ class Workspace:
         fingerprint = settings.fingerprint("chunking", "embedding", "retrieval", "assembly", "sources", "providers",
                                            "recipes")
         options = AssemblyOptions(a.default_encoding, a.min_truncated_tokens, fingerprint,
-                                  get_encoding_name(settings.chunking.encoding), a.deadline, c.context_ttl)
+                                  get_encoding_name(settings.chunking.encoding), a.deadline, c.context_ttl,
+                                  settings.pricing)
         return Assembler(providers, breakers, settings.recipe, plugins.renderers(), options, loop, fronts[0], fronts[1],
                          self.catalog.data_versions, a.max_parallel)
 
@@ -294,7 +295,15 @@ class Workspace:
                                session or None, tuple(sorted((params or {}).items())), deadline)
 
     def assemble(self, request: AssembleRequest, replay_of: str | None = None) -> AssembledContext:
-        context, trace = self.assembler.assemble(request, replay_of)
+        from ctx.assemble.assembler import CriticalMissing
+
+        try:
+            context, trace = self.assembler.assemble(request, replay_of)
+        except CriticalMissing as exc:
+            if exc.trace is not None:  # the failure is traced too: availability is measured from traces
+                failed = exc.trace
+                self.write(lambda: self.traces.write(failed))
+            raise
         self.write(lambda: self.traces.write(trace))  # stored before it is returned: replayable at once
         return context
 

@@ -131,7 +131,8 @@ class AssembleOut(BaseModel):
     degradations: list[dict[str, Any]]
     providers: dict[str, ProviderOut]
     cache: Literal["miss", "l1", "l2", "coalesced", "off"]
-    cost: float
+    cost: float = Field(description="USD in all: context tokens at the model's price, query embedding, provider calls")
+    costs: dict[str, float] = Field(description="context_usd, embedding_usd, providers_usd, total_usd")
     timings: dict[str, float]
     context: str
 
@@ -193,6 +194,8 @@ class TraceSummary(BaseModel):
     replay_of: str | None
     recipe: str
     cache: str
+    status: Literal["ok", "failed"]
+    cost: float
 
 
 class TraceOut(BaseModel):
@@ -212,12 +215,15 @@ class TraceOut(BaseModel):
     replay_of: str | None
     recipe: str
     cache: str
+    status: Literal["ok", "failed"]
+    cost: float
     request: dict[str, Any]
     config_fingerprint: str
     encoding: str
     timings: dict[str, float]
     providers: dict[str, ProviderOut]
-    cost: float
+    costs: dict[str, float]
+    error: str | None
     context: str
     context_sha256: str
 

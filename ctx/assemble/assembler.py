@@ -8,7 +8,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ctx.assemble.breaker import Breaker
@@ -23,13 +23,18 @@ from ctx.errors import TransientError, UserError
 from ctx.models import Block, Degradation
 from ctx.observe.traces import TraceRecord, created_now, new_trace_id
 from ctx.process.tokens import encoding_for_model, get_encoding
-from ctx.settings import Criticality, RecipeSettings
+from ctx.settings import Criticality, PricingSettings, RecipeSettings
 
 __all__ = ["AssembleRequest", "AssembledContext", "Assembler", "AssemblyOptions", "CriticalMissing"]
 
 
 class CriticalMissing(TransientError):
-    """A critical provider gave nothing and nothing could stand in for it."""
+    """A critical provider gave nothing and nothing could stand in for it. ``trace`` records the failure."""
+
+    def __init__(self, message: str, outcomes: Mapping[str, Outcome], trace: TraceRecord | None = None) -> None:
+        super().__init__(message)
+        self.outcomes = outcomes
+        self.trace = trace
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class AssemblyOptions:
     chunk_encoding: str
     deadline: float
     context_ttl: float
+    pricing: PricingSettings = field(default_factory=PricingSettings)
 
 
 class Assembler:
@@ -77,15 +83,20 @@ class Assembler:
             return await self._build(request, recipe, Deadline.after(seconds), versions)
 
         found = self.context_cache.lookup(key, refresh, _complete) if key is not None else None
-        if found is not None and found.fresh:
-            if found.early:
-                self.context_cache.refresh_soon(key, refresh, ttl, 0.0, "early", _complete)  # type: ignore[arg-type]
-            result, cache = found.entry.value, found.tier
-        elif key is not None:
-            result, shared = self.loop.run(self.context_cache.flight(key, compute, ttl, 0.0, keep=_complete))
-            cache = "coalesced" if shared else "miss"
-        else:
-            result, cache = self.loop.run(compute()), "off"
+        try:
+            if found is not None and found.fresh:
+                if found.early:
+                    self.context_cache.refresh_soon(key, refresh, ttl, 0.0, "early", _complete)  # type: ignore[arg-type]
+                result, cache = found.entry.value, found.tier
+            elif key is not None:
+                result, shared = self.loop.run(self.context_cache.flight(key, compute, ttl, 0.0, keep=_complete))
+                cache = "coalesced" if shared else "miss"
+            else:
+                result, cache = self.loop.run(compute()), "off"
+        except CriticalMissing as exc:
+            # Coalesced requests share one exception: each raises its own, with its own trace of the failure.
+            trace = self._failed_trace(request, exc, (time.perf_counter() - started) * 1000, replay_of)
+            raise CriticalMissing(f"{exc} (trace {trace.id})", exc.outcomes, trace) from None
         total = (time.perf_counter() - started) * 1000
         timings = {**result.timings, "total_ms": total} if cache in ("miss", "off") else {"total_ms": total}
         return self._finish(request, result, cache, timings, replay_of)
@@ -130,21 +141,49 @@ class Assembler:
             {n: o.to_dict() for n, o in outcomes.items()}, _candidates(found, packed.blocks, degradations), {},
             round(sum(o.cost for o in outcomes.values()), 6),
             all(o.status in ("ok", "cached", "coalesced") for o in outcomes.values() if o.status != "not_applicable"),
+            # The query is embedded when a retrieval provider really ran (not from a cache).
+            count(request.query) if any(o.kind == "retrieval" and o.status == "ok" for o in outcomes.values()) else 0,
+        )
+
+    def _costs(self, request: AssembleRequest, tokens: int, providers_usd: float, embedded: int) -> dict[str, float]:
+        """USD of one request: its context sent to the model, the query embedding, and the provider calls."""
+        prices = self.options.pricing
+        costs = {"context_usd": tokens / 1000 * prices.input_price(request.model),
+                 "embedding_usd": embedded / 1000 * prices.embedding, "providers_usd": providers_usd}
+        costs["total_usd"] = sum(costs.values())
+        return {k: round(v, 8) for k, v in costs.items()}
+
+    def _failed_trace(self, request: AssembleRequest, exc: CriticalMissing, total_ms: float,
+                      replay_of: str | None) -> TraceRecord:
+        outcomes = {n: o.to_dict() for n, o in exc.outcomes.items()}
+        calls = sum(o.cost for o in exc.outcomes.values())
+        encoding, _ = encoding_for_model(request.model, self.options.default_encoding)
+        return TraceRecord(
+            id=new_trace_id(), created_at=created_now(), request=request.to_dict(),
+            config_fingerprint=self.fingerprint, candidates=[], timings={"total_ms": total_ms}, tokens=0,
+            budget=request.budget, model=request.model, format=request.format, encoding=encoding, rendered=b"",
+            degradations=[d.to_dict() for d in _provider_degradations(exc.outcomes)], replay_of=replay_of,
+            recipe=request.recipe, providers=outcomes, cache="miss", cost=calls,
+            costs=self._costs(request, 0, calls, 0), status="failed", error=str(exc),
         )
 
     def _finish(self, request: AssembleRequest, result: Assembly, cache: str, timings: dict[str, float],
                 replay_of: str | None) -> tuple[AssembledContext, TraceRecord]:
         trace_id = new_trace_id()
-        cost = result.cost if cache in ("miss", "off") else 0.0  # a cached context made no upstream calls
+        fresh = cache in ("miss", "off")  # a cached context made no upstream calls and embedded nothing
+        costs = self._costs(request, result.tokens, result.cost if fresh else 0.0,
+                            result.embedded_tokens if fresh else 0)
+        cost = costs["total_usd"]
         context = AssembledContext(trace_id, request, result.rendered, result.blocks, result.degradations,
                                    result.tokens, result.encoding, result.warnings, timings, result.providers,
-                                   cache, cost)
+                                   cache, cost, costs)
         trace = TraceRecord(
             id=trace_id, created_at=created_now(), request=request.to_dict(), config_fingerprint=self.fingerprint,
             candidates=result.candidates, timings=timings, tokens=result.tokens, budget=request.budget,
             model=request.model, format=request.format, encoding=result.encoding,
             rendered=result.rendered.encode("utf-8"), degradations=[d.to_dict() for d in result.degradations],
             replay_of=replay_of, recipe=request.recipe, providers=result.providers, cache=cache, cost=cost,
+            costs=costs,
         )
         return context, trace
 
@@ -201,7 +240,7 @@ def _check_critical(recipe: str, outcomes: Mapping[str, Outcome]) -> None:
         if out.status == "not_applicable":
             raise UserError(f"recipe {recipe!r}: critical provider {name!r} {out.error}")
         raise CriticalMissing(f"recipe {recipe!r}: critical provider {name!r} gave nothing ({out.status}: "
-                              f"{out.error}) and has no fallback or cached copy")
+                              f"{out.error}) and has no fallback or cached copy", outcomes)
 
 
 def _provider_degradations(outcomes: Mapping[str, Outcome]) -> list[Degradation]:

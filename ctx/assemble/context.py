@@ -60,8 +60,9 @@ class Assembly:
     providers: dict[str, dict[str, Any]]
     candidates: list[dict[str, Any]]
     timings: dict[str, float]
-    cost: float
+    cost: float  # USD of the provider calls made
     complete: bool  # every provider answered fresh: only then is it cached
+    embedded_tokens: int = 0  # query tokens embedded by a retrieval provider that really ran
 
 
 @dataclass
@@ -78,6 +79,7 @@ class AssembledContext:
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache: str = "off"
     cost: float = 0.0
+    costs: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,7 +97,7 @@ class AssembledContext:
                 for b in self.blocks
             ],
             "degradations": [d.to_dict() for d in self.degradations],
-            "providers": self.providers, "cache": self.cache, "cost": self.cost,
+            "providers": self.providers, "cache": self.cache, "cost": self.cost, "costs": self.costs,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "context": self.rendered,
         }

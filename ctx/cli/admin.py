@@ -1,7 +1,8 @@
-"""``ctx init``, ``ctx sources``, ``ctx status`` and ``ctx doctor``."""
+"""``ctx init``, ``ctx sources``, ``ctx status``, ``ctx metrics``, ``ctx quarantine`` and ``ctx doctor``."""
 
 from __future__ import annotations
 
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -97,6 +98,26 @@ def register(app: typer.Typer) -> None:
                           f"breaker {breaker}")
         for name, members in data["recipes"].items():
             console.print(f"recipe    {name}: {', '.join(members)}")
+
+    @app.command()
+    def metrics(
+        ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Metric families and samples as JSON.")
+    ) -> None:
+        """Print the Prometheus metrics: the daemon's /metrics, or this home's state metrics without one.
+
+        Example: ctx metrics | grep ctx_source_staleness_seconds
+        """
+        text = client(ctx).metrics()
+        if not as_json:
+            sys.stdout.write(text)
+            return
+        from prometheus_client.parser import text_string_to_metric_families
+
+        print_json([
+            {"name": f.name, "type": f.type, "help": f.documentation,
+             "samples": [{"name": s.name, "labels": s.labels, "value": s.value} for s in f.samples]}
+            for f in text_string_to_metric_families(text)
+        ])
 
     @app.command()
     def quarantine(

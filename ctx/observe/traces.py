@@ -38,7 +38,14 @@ class TraceRecord:
     recipe: str = "default"
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     cache: str = "off"  # how the context was obtained: miss | l1 | l2 | coalesced | off
-    cost: float = 0.0  # USD of the provider calls this request made
+    cost: float = 0.0  # USD in all: ``costs["total_usd"]``
+    costs: dict[str, float] = field(default_factory=dict)  # context_usd, embedding_usd, providers_usd, total_usd
+    status: str = "ok"  # ok | failed (a critical provider gave nothing: no context was returned)
+    error: str | None = None
+
+    @property
+    def tenant(self) -> str | None:
+        return (self.request.get("filters") or {}).get("tenant")
 
     def summary(self) -> dict[str, Any]:
         kept = sum(1 for c in self.candidates if c.get("kept"))
@@ -47,15 +54,15 @@ class TraceRecord:
             "tokens": self.tokens, "budget": self.budget, "model": self.model, "format": self.format,
             "kept": kept, "candidates": len(self.candidates), "degradations": len(self.degradations),
             "total_ms": round(self.timings.get("total_ms", 0.0), 2), "replay_of": self.replay_of,
-            "recipe": self.recipe, "cache": self.cache,
+            "recipe": self.recipe, "cache": self.cache, "status": self.status, "cost": self.cost,
         }
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.summary(), "request": self.request, "config_fingerprint": self.config_fingerprint,
             "encoding": self.encoding, "timings": self.timings, "candidates": self.candidates,
-            "degradations": self.degradations, "providers": self.providers, "cost": self.cost,
-            "context": self.rendered.decode("utf-8"),
+            "degradations": self.degradations, "providers": self.providers, "costs": self.costs,
+            "error": self.error, "context": self.rendered.decode("utf-8"),
             "context_sha256": hashlib.sha256(self.rendered).hexdigest(),
         }
 
@@ -81,7 +88,8 @@ class TraceStore:
                 "rendered_sha256": hashlib.sha256(trace.rendered).hexdigest(),
                 "degradations": json.dumps(trace.degradations), "replay_of": trace.replay_of,
                 "recipe": trace.recipe, "providers": json.dumps(trace.providers), "cache": trace.cache,
-                "cost": trace.cost,
+                "cost": trace.cost, "costs": json.dumps(trace.costs), "status": trace.status,
+                "tenant": trace.tenant, "error": trace.error,
             }
         )
 
@@ -114,7 +122,8 @@ def _from_row(row: dict[str, Any]) -> TraceRecord:
         encoding=row["encoding"], rendered=rendered, degradations=json.loads(row["degradations"]),
         replay_of=row["replay_of"], recipe=row.get("recipe") or "default",
         providers=json.loads(row.get("providers") or "{}"), cache=row.get("cache") or "off",
-        cost=row.get("cost") or 0.0,
+        cost=row.get("cost") or 0.0, costs=json.loads(row.get("costs") or "{}"),
+        status=row.get("status") or "ok", error=row.get("error"),
     )
 
 

@@ -117,3 +117,13 @@ def m003_data_versions_and_assembly_traces(db: Database) -> None:
     traces = db.table("traces")
     for column, kind in (("recipe", str), ("providers", str), ("cache", str), ("cost", float)):
         traces.add_column(column, kind)
+
+
+@migrations()
+def m004_trace_status_tenant_costs(db: Database) -> None:
+    # Observability reads traces by time window and groups them by tenant and outcome; a request whose
+    # critical provider gave nothing is traced too (status "failed"), so availability can be measured.
+    traces = db.table("traces")
+    for column in ("status", "tenant", "costs", "error"):
+        traces.add_column(column, str)
+    traces.create_index(["created_at"])
