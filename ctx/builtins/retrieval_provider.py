@@ -36,7 +36,7 @@ class RetrievalProvider(BaseProvider):
         # Opening the stores and loading the model take seconds once: never inside a request's deadline.
         retriever = self.services.retriever()
         if retriever.embedder is not None:
-            retriever.embedder.embed_query("warm up")
+            retriever.embedder.warm_up()
 
     async def fetch(self, request: ContextRequest, deadline: Deadline) -> list[Block]:
         retriever = self.services.retriever()

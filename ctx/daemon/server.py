@@ -97,6 +97,9 @@ def serve(settings: Settings, env: Mapping[str, str]) -> int:
     lock = _lock(home)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    # httpx logs every request's full URL at INFO: a token in a source's, provider's or webhook's URL
+    # would land in daemon.log. Its warnings still get through.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     writer = ThreadWriter()
     ws = Workspace(settings, env, writer)
     sock, address = _bind(settings.daemon, home)
@@ -104,7 +107,7 @@ def serve(settings: Settings, env: Mapping[str, str]) -> int:
         started = time.perf_counter()
         ws.assembler.prepare()  # open the stores and load the model now, not inside the first deadline
         if ws.embedder is not None:
-            ws.embedder.embed_query("warm up")
+            ws.embedder.warm_up()  # also for /v1/search, which asks no provider
         service = Service(ws)
         service.address = address
         token = rt.new_token()

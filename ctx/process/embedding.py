@@ -54,9 +54,13 @@ class CachedEmbedder:
         self.seconds = 0.0
 
     def embed_hashed(
-        self, items: Sequence[tuple[str, str]], progress: Callable[[int], None] | None = None
+        self, items: Sequence[tuple[str, str]], progress: Callable[[int], None] | None = None,
+        sent: list[str] | None = None,
     ) -> list[np.ndarray]:
-        """Vectors for (content_hash, text) pairs, in order; only cache misses reach the model."""
+        """Vectors for (content_hash, text) pairs, in order; only cache misses reach the model.
+
+        ``sent`` collects the content hashes that really went through the model (what embedding cost).
+        """
         vectors: list[np.ndarray | None] = []
         missing: dict[str, str] = {}
         for content_hash, text in items:
@@ -74,6 +78,8 @@ class CachedEmbedder:
             out = np.asarray(self.inner.embed([t for _, t in batch]), dtype=np.float32)
             self.seconds += time.perf_counter() - started
             self.embedded += len(batch)
+            if sent is not None:
+                sent.extend(h for h, _ in batch)
             with self.cache.transact():
                 for (content_hash, _), vector in zip(batch, out, strict=True):
                     fresh[content_hash] = vector
@@ -84,6 +90,14 @@ class CachedEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_hashed([(text_hash(text), text)])[0]
+
+    def warm_up(self) -> None:
+        """Load the model now (seconds, once per process), not in the first query the cache misses.
+
+        Past the cache on purpose: a warm-up text found in the cache would leave the model unloaded,
+        and the first new query of a daemon would then pay the load inside its deadline.
+        """
+        self.inner.embed(["warm up"])
 
     def close(self) -> None:
         self.cache.close()
