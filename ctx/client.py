@@ -61,6 +61,10 @@ class Client(Protocol):
     def status(self) -> dict[str, Any]: ...
     def quarantined(self, source: str | None, limit: int) -> list[dict[str, Any]]: ...
     def doctor(self, body: DoctorIn) -> dict[str, Any]: ...
+    def cost(self, since: str) -> dict[str, Any]: ...
+    def slo(self) -> dict[str, Any]: ...
+    def alerts(self, limit: int, active: bool) -> list[dict[str, Any]]: ...
+    def check_alerts(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -107,12 +111,13 @@ class LocalClient:
 
     def metrics(self) -> str:
         """The state metrics of this home (freshness, queue, store sizes); request counters live in a daemon."""
-        from ctx.observe.metrics import AssemblyCollector, Metrics, StateCollector
+        from ctx.observe.metrics import AlertsCollector, AssemblyCollector, Metrics, StateCollector
 
         ws = self.ws
         metrics = Metrics()
         metrics.watch_state(StateCollector(ws.sources, ws.catalog.counts, ws.jobs.depth))
         metrics.watch_state(AssemblyCollector(lambda: ws.assembler.describe() if "assembler" in ws.__dict__ else None))
+        metrics.watch_state(AlertsCollector(ws.alert_counts))
         return metrics.render().decode("utf-8")
 
     def jobs(self, limit: int) -> list[dict[str, Any]]:
@@ -143,6 +148,19 @@ class LocalClient:
 
     def doctor(self, body: DoctorIn) -> dict[str, Any]:
         return self._plain(self.ws.doctor(body.repair).to_dict())
+
+    def cost(self, since: str) -> dict[str, Any]:
+        return self._plain(self.ws.cost(since))
+
+    def slo(self) -> dict[str, Any]:
+        return self._plain(self.ws.slo())
+
+    def alerts(self, limit: int, active: bool) -> list[dict[str, Any]]:
+        return self._plain(self.ws.alerts(limit, active))
+
+    def check_alerts(self) -> dict[str, Any]:
+        """Evaluate the alert rules now; a refresh action ingests the stale source in this process."""
+        return self._plain(self.ws.check_alerts())
 
     def close(self) -> None:
         self.ws.close()
@@ -249,6 +267,18 @@ class DaemonClient:
 
     def doctor(self, body: DoctorIn) -> dict[str, Any]:
         return self.call("POST", "/v1/doctor", body)  # type: ignore[no-any-return]
+
+    def cost(self, since: str) -> dict[str, Any]:
+        return self.call("GET", "/v1/cost", since=since)  # type: ignore[no-any-return]
+
+    def slo(self) -> dict[str, Any]:
+        return self.call("GET", "/v1/slo")  # type: ignore[no-any-return]
+
+    def alerts(self, limit: int, active: bool) -> list[dict[str, Any]]:
+        return self.call("GET", "/v1/alerts", limit=limit, active=active)  # type: ignore[no-any-return]
+
+    def check_alerts(self) -> dict[str, Any]:
+        return self.call("POST", "/v1/alerts/check")  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.http.close()

@@ -39,6 +39,7 @@ class SourceSummary:
     quarantined: int = 0
     chunks_written: int = 0
     chunks_embedded: int = 0
+    tokens_embedded: int = 0  # tokens of the chunks that went through the model (cache hits cost nothing)
     seconds: float = 0.0
     error: str | None = None
 
@@ -51,20 +52,29 @@ class IngestSummary:
     seconds: float = 0.0
     embed_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    embedding_price: float = 0.0  # USD per 1K tokens embedded ([pricing] embedding)
 
     @property
     def ok(self) -> bool:
         return all(s.error is None for s in self.sources)
 
+    def usd(self, tokens: int) -> float:
+        return round(tokens / 1000 * self.embedding_price, 8)
+
     def totals(self) -> dict[str, Any]:
-        keys = ("new", "changed", "unchanged", "deleted", "quarantined", "chunks_written", "chunks_embedded")
-        return {k: sum(getattr(s, k) for s in self.sources) for k in keys}
+        keys = ("new", "changed", "unchanged", "deleted", "quarantined", "chunks_written", "chunks_embedded",
+                "tokens_embedded")
+        totals: dict[str, Any] = {k: sum(getattr(s, k) for s in self.sources) for k in keys}
+        totals["embedding_usd"] = self.usd(totals["tokens_embedded"])
+        return totals
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "model_id": self.model_id, "ok": self.ok,
             "seconds": round(self.seconds, 3), "embed_seconds": round(self.embed_seconds, 3),
-            "totals": self.totals(), "sources": [asdict(s) for s in self.sources], "warnings": self.warnings,
+            "totals": self.totals(),
+            "sources": [{**asdict(s), "embedding_usd": self.usd(s.tokens_embedded)} for s in self.sources],
+            "warnings": self.warnings,
         }
 
 
@@ -144,7 +154,10 @@ class JobRunner:
     def _finalize(self, job_id: str, name: str, settings: Any, summary: SourceSummary) -> None:
         with self.catalog.db.atomic():
             previous = self.catalog.source_rows().get(name)
-            self.catalog.upsert_source(source_row(name, settings, summary, previous, settings.fingerprint()))
+            row = source_row(name, settings, summary, previous, settings.fingerprint())
+            self.catalog.upsert_source(row)
+            self.catalog.record_sync(name, job_id, row["last_sync_at"], summary.error is None,
+                                     (previous or {}).get("last_success_at"), settings.staleness_limit)
             self.jobs.set_source(job_id, name, finalized=True, summary=asdict(summary))
 
     def _fetch(self, job_id: str, name: str, kind: Any, settings: Any, context: FetchContext,
@@ -237,8 +250,11 @@ class JobRunner:
                 self.progress.phase(f"embedding {done}/{len(chunks)} chunks of this batch")
 
             self.progress.phase(f"embedding {len(chunks)} chunks")
-            vectors = self.embedder.embed_hashed([(c.content_hash, c.text) for c in chunks], embedded)
+            sent: list[str] = []
+            vectors = self.embedder.embed_hashed([(c.content_hash, c.text) for c in chunks], embedded, sent)
             summary.chunks_embedded += self.embedder.embedded - before
+            tokens = {c.content_hash: c.token_count for c in chunks}
+            summary.tokens_embedded += sum(tokens[h] for h in sent)
         summary.chunks_written += len(chunks)
 
         def tx() -> list[str]:

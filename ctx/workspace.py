@@ -172,7 +172,7 @@ class Workspace:
             Chunker(chunking.max_tokens, chunking.overlap_tokens, chunking.encoding),
             self._summarizer(), chunking.encoding,
         )
-        summary = IngestSummary(job_id, self._model_id())
+        summary = IngestSummary(job_id, self._model_id(), embedding_price=self.settings.pricing.embedding)
         started = time.perf_counter()
         embed_before = self.embedder.seconds if self.embedder else 0.0
         self.write(lambda: self.jobs.start(job_id))
@@ -363,6 +363,49 @@ class Workspace:
         if source:
             self.filters([source])  # the same one-line error for an unknown source as everywhere else
         return self.catalog.quarantined(source, limit)
+
+    def cost(self, since: str = "7d") -> dict[str, Any]:
+        """The cost ledger of the last ``since`` (traces and ingest runs)."""
+        from ctx.observe.cost import cost_report
+
+        return cost_report(self.catalog, since)
+
+    def slo(self) -> dict[str, Any]:
+        """Every objective of ``[slo]`` over 1h, 1d and 7d, from the traces and the sync ledger."""
+        from ctx.observe.slo import slo_report
+
+        return slo_report(self.catalog, self.settings)
+
+    @cached_property
+    def alerting(self) -> Any:
+        """The alert engine (``ctx.observe.alerts``); it keeps complete trace buckets between evaluations."""
+        from ctx.observe.alerts import AlertEngine
+
+        return AlertEngine(self.catalog, self.settings, self.env, self.write)
+
+    def alerts(self, limit: int = 50, active: bool = False) -> list[dict[str, Any]]:
+        """Alerts with their notifications: firing ones first, then (unless ``active``) resolved ones."""
+        from ctx.observe.alert_store import AlertStore
+
+        return AlertStore(self.catalog).recent(limit, active)
+
+    def check_alerts(self, refresh: Callable[[str], str] | None = None) -> dict[str, Any]:
+        """Evaluate every alert rule now and take the steps that are due; what changed.
+
+        A ``refresh_sources`` action ingests the source in this process, unless ``refresh`` (the
+        daemon's job lanes) does it instead.
+        """
+        return self.alerting.check(refresh or self._alert_refresh)  # type: ignore[no-any-return]
+
+    def _alert_refresh(self, source: str) -> str:
+        summary = self.run_job(self.submit([source], "alert"))
+        return f"ingested in this process (job {summary.run_id}: {'ok' if summary.ok else 'failed'})"
+
+    def alert_counts(self) -> dict[str, int]:
+        """Firing alerts per severity."""
+        from ctx.observe.alert_store import AlertStore
+
+        return AlertStore(self.catalog).active_counts()
 
     def doctor(self, repair: bool = False) -> Any:
         from ctx.store.doctor import diagnose

@@ -47,6 +47,7 @@ kind = "events"
 V1_ROUTES = {
     "/v1/assemble", "/v1/search", "/v1/ingest", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/events", "/v1/traces",
     "/v1/traces/{trace_id}", "/v1/replay", "/v1/sources", "/v1/status", "/v1/quarantine", "/v1/doctor",
+    "/v1/alerts", "/v1/alerts/check",
 }
 
 
@@ -126,7 +127,27 @@ def test_api_conforms_to_its_schema(case: Any, api: Api) -> None:
     # Every built-in check: not_a_server_error, status_code_conformance, content_type_conformance,
     # response_schema_conformance, response_headers_conformance, negative_data_rejection,
     # positive_data_acceptance, missing_required_header, unsupported_method, ...
-    case.call_and_validate(headers=HEADERS, app=api.guard)
+    response = case.call(headers=HEADERS, app=api.guard)
+    excluded = []
+    if _critical_provider_late(case, response):
+        # A generated deadline_ms far below what retrieval takes (0.0004 ms, say) leaves the critical
+        # provider nothing to give: the documented answer is 503 `unavailable`, the same one-line error
+        # the CLI prints. Only that answer is exempt from the two checks that refuse any 5xx; its body
+        # and status still go through every other check.
+        from schemathesis.checks import not_a_server_error
+        from schemathesis.openapi.checks import positive_data_acceptance
+
+        excluded = [not_a_server_error, positive_data_acceptance]
+    case.validate_response(response, headers=HEADERS, excluded_checks=excluded)
+
+
+def _critical_provider_late(case: Any, response: Any) -> bool:
+    if case.path != "/v1/assemble" or response.status_code != 503 or not isinstance(case.body, dict):
+        return False
+    if case.body.get("deadline_ms") is None or case.body["deadline_ms"] >= 50:
+        return False  # a real deadline: the tiny corpus answers well within 50 ms, so a 503 there is a bug
+    error = response.json()["error"]
+    return error["code"] == "unavailable" and "gave nothing (late: the deadline passed)" in error["message"]
 
 
 def _client(api: Api) -> ASGIClient:
@@ -153,6 +174,8 @@ def test_real_ids_conform_to_their_schema(api: Api) -> None:
         loaded["/v1/ingest"]["POST"].Case(body={"sources": ["docs"]}),
         loaded["/v1/quarantine"]["GET"].Case(query={"source": "tickets", "limit": 5}),
         loaded["/v1/doctor"]["POST"].Case(body={"repair": True}),
+        loaded["/v1/alerts/check"]["POST"].Case(),
+        loaded["/v1/alerts"]["GET"].Case(query={"limit": 5, "active": False}),
     ]
     for case in cases:
         response = case.call_and_validate(headers=HEADERS)
@@ -190,6 +213,8 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("GET", "/v1/jobs/nonexistent-id", {}, 404, "not_found"),
     ("GET", "/v1/jobs", {"params": {"limit": "many"}}, 422, "invalid_request"),
     ("GET", "/v1/quarantine", {"params": {"source": "nope"}}, 400, "bad_request"),
+    ("GET", "/v1/alerts", {"params": {"limit": "0"}}, 422, "invalid_request"),
+    ("GET", "/v1/alerts", {"params": {"active": "maybe"}}, 422, "invalid_request"),
     ("POST", "/v1/events", {"json": {"source": "nope", "events": [{"id": "1"}]}}, 404, "not_found"),
     ("POST", "/v1/events", {"json": {"source": "docs", "events": [{"id": "1"}]}}, 400, "bad_request"),
     ("POST", "/v1/events", {"json": {"source": "sessions", "events": []}}, 422, "invalid_request"),

@@ -28,6 +28,11 @@ CONFIG = """
 [daemon]
 scheduler = false
 
+[cache]
+# Every mode starts from the snapshot's cached contexts: none may expire while the modes run (minutes
+# on a loaded machine), or one mode gets a cache hit where the next one assembles afresh.
+context_ttl = "1h"
+
 [sources.docs]
 kind = "files"
 path = "docs"
@@ -87,6 +92,9 @@ COMMANDS: list[tuple[tuple[str, ...], int, str]] = [
     (("jobs", "--json"), 0, SAME),
     (("jobs",), 0, SAME),
     (("search", QUERY, "--json"), 0, EXACT),
+    (("cost", "--json"), 0, SAME),
+    (("alerts", "--all", "--json"), 0, EXACT),  # nothing past a warm-up or a bound yet: the same empty list
+    (("alerts",), 0, EXACT),
     # Errors: the same exit code and the same one-line message on stderr.
     (("assemble", ""), 2, EXACT),
     (("search", "   ", "--json"), 2, EXACT),
@@ -100,6 +108,7 @@ COMMANDS: list[tuple[tuple[str, ...], int, str]] = [
     (("jobs", "nonexistent-id"), 3, EXACT),
     (("quarantine", "--source", "nope", "--json"), 2, EXACT),
     (("ingest", "nope", "--json"), 2, EXACT),
+    (("cost", "--since", "soon"), 2, EXACT),
 ]
 
 
@@ -123,8 +132,10 @@ class Normaliser:
         # which cache tier answered: a CLI process starts with an empty L1, the daemon keeps its own
         (re.compile(r'"cache": "(?:l1|l2|miss|coalesced)"'), '"cache": <cache>'),
         (re.compile(r"\bcache (?:l1|l2|miss|coalesced) ·"), "cache <cache> ·"),
+        (re.compile(r"(?<=│ )(?:l1|l2|miss|coalesced)(?= +│)"), "<cache>"),
         (re.compile(r'"status": "(?:ok|cached|coalesced)"'), '"status": <answered>'),
         (re.compile(r'"age_s": (?:null|[0-9.e+-]+)'), '"age_s": <t>'),
+        (re.compile(r'"since": "[0-9T:.+-]+"'), '"since": <t>'),  # the cost window's start: now - 7d
         # text: assemble's trace line, status's source ages, the sources table's staleness, the ingest summary
         (re.compile(r"\b\d+\.\d ms\b"), "<t> ms"),
         (re.compile(r"\(\d+s old,"), "(<t>s old,"),

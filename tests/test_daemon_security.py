@@ -370,6 +370,19 @@ def test_metrics_expose_freshness_queue_requests_and_assembly_latency(make_app: 
     counts = [s for s in assembly.samples if s.name == "context_assembly_duration_seconds_count"]
     assert len(counts) == 1 and counts[0].value == 1
     assert counts[0].labels["pipeline"] == "default" and counts[0].labels["version"]
+    bounds = sorted({float(s.labels["le"]) for s in assembly.samples if s.name.endswith("_bucket")})
+    assert bounds[0] == 0.01 and bounds[-2:] == [1.0, float("inf")]  # 10 ms to 1 s, as dashboards expect
+
+    # Tokens and cost per request, one observation each; ingest counters per source.
+    for name in ("ctx_assembly_tokens", "ctx_assembly_cost_usd"):
+        observed = [s.value for s in families[name].samples if s.name == f"{name}_count"]
+        assert observed == [1.0], (name, observed)
+    records = {(s.labels["source"], s.labels["outcome"]): s.value for s in families["ctx_ingest_records"].samples
+               if s.name == "ctx_ingest_records_total"}
+    chunks = {(s.labels["source"], s.labels["stage"]): s.value for s in families["ctx_ingest_chunks"].samples
+              if s.name == "ctx_ingest_chunks_total"}
+    for source in ("docs", "notes"):
+        assert records[(source, "new")] > 0 and chunks[(source, "written")] >= records[(source, "new")]
 
 
 def test_metrics_expose_providers_breakers_and_caches(make_app: Callable[..., App], tmp_path: Path) -> None:

@@ -160,7 +160,8 @@ class HitOut(BaseModel):
 class JobOut(BaseModel):
     id: str
     kind: str
-    trigger: str
+    trigger: str = Field(description="who asked: cli, api, schedule, watch, push, or alert (a refresh_sources "
+                                     "action of an anomaly alert)")
     status: Literal["queued", "running", "ok", "partial", "failed", "interrupted"]
     sources: list[str]
     created_at: str | None
@@ -320,3 +321,77 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+class AlertNotificationOut(BaseModel):
+    """One step's work for an alert: an action, a webhook message, or a note (a re-fire in the cooldown)."""
+
+    step: int
+    event: Literal["action", "firing", "escalation", "resolved", "suppressed"]
+    kind: Literal["action", "webhook", "note"]
+    target: str = Field(description="the action, or the webhook's name in ctx.toml (never its URL)")
+    status: Literal["pending", "sending", "failed", "sent", "done", "gave_up", "cancelled", "skipped"]
+    attempts: int
+    error: str | None
+    detail: str | None
+    at: str
+
+
+class AlertOut(BaseModel):
+    """One incident of an anomaly rule and key, firing or resolved."""
+
+    id: str
+    rule: str
+    severity: Literal["warning", "error", "critical"]
+    metric: str
+    window: str = Field(description="the rule's bucket width: 1m spikes, 5m trends, 1h capacity")
+    key: str = Field(description="what it is about: a source name, or \"\" for the whole home")
+    state: Literal["firing", "resolved"]
+    message: str
+    value: float | None
+    baseline: float | None
+    z: float | None = Field(description="robust z of the newest deviating bucket (null: an absolute bound)")
+    count: int = Field(description="deviating buckets seen")
+    step: int = Field(ge=0, le=3, description="escalation step reached: 1 action, 2 webhook, 3 second webhook")
+    first_at: str
+    last_at: str
+    resolved_at: str | None
+    suppressed_until: str | None = Field(description="a re-fire inside the cooldown: no steps before this")
+    sources: list[str]
+    notifications: list[AlertNotificationOut]
+
+
+class AlertRef(BaseModel):
+    id: str
+    rule: str
+    key: str
+    severity: Literal["warning", "error", "critical"]
+
+
+class AlertStepOut(AlertRef):
+    step: int
+
+
+class AlertDeliveryOut(BaseModel):
+    id: int
+    alert_id: str
+    step: int
+    event: str
+    kind: str
+    target: str
+    status: str
+    error: str | None
+
+
+class AlertCheckOut(BaseModel):
+    """What one evaluation of the alert rules changed."""
+
+    evaluated_at: str
+    rules: int
+    opened: list[AlertRef]
+    updated: list[AlertRef]
+    resolved: list[AlertRef]
+    suppressed: list[AlertRef] = Field(description="opened inside the cooldown of an earlier incident")
+    steps: list[AlertStepOut]
+    deliveries: list[AlertDeliveryOut]
+    active: int

@@ -30,9 +30,9 @@ def _root(
 
 
 def _register() -> None:
-    from ctx.cli import admin, bench, daemon, demo, ingest, query, traces
+    from ctx.cli import admin, alerts, bench, daemon, dash, demo, ingest, observe, query, traces
 
-    for module in (admin, ingest, query, traces, daemon, demo, bench):
+    for module in (admin, ingest, query, traces, observe, alerts, dash, daemon, demo, bench):
         module.register(app)
 
 

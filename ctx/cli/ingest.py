@@ -59,7 +59,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     console = Console(stderr=True)
     console.print(table)
     console.print(f"embedding: {summary['embed_seconds']:.2f}s of {summary['seconds']:.2f}s · "
-                  f"model {summary['model_id']}")
+                  f"model {summary['model_id']} · {t.get('tokens_embedded', 0):,} tokens embedded "
+                  f"(${t.get('embedding_usd', 0.0):.4f})")
     for s in summary["sources"]:
         if s["error"]:
             console.print(f"[red]source {s['source']} failed:[/] {s['error']} (its documents were left as they were)")

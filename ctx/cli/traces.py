@@ -59,9 +59,11 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         table = Table()
-        for column in ("trace id", "created", "query", "tokens", "kept", "degr.", "ms"):
+        for column in ("trace id", "created", "recipe", "query", "tokens", "kept", "degr.", "cache", "USD", "ms"):
             table.add_column(column, overflow="fold")
         for r in rows:
-            table.add_row(r["id"], r["created_at"][:19], (r["query"] or "")[:60], f"{r['tokens']}/{r['budget']}",
-                          f"{r['kept']}/{r['candidates']}", str(r["degradations"]), f"{r['total_ms']:.1f}")
+            query = (r["query"] or "")[:60] if r["status"] == "ok" else f"[red]failed[/] {(r['query'] or '')[:53]}"
+            table.add_row(r["id"], r["created_at"][:19], r["recipe"], query, f"{r['tokens']}/{r['budget']}",
+                          f"{r['kept']}/{r['candidates']}", str(r["degradations"]), r["cache"], f"{r['cost']:.4f}",
+                          f"{r['total_ms']:.1f}")
         Console().print(table)

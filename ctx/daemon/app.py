@@ -23,6 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ctx.api.schemas import (
     API_VERSION,
     VERSION_HEADER,
+    AlertCheckOut,
+    AlertOut,
     AssembleIn,
     AssembleOut,
     DoctorIn,
@@ -250,6 +252,28 @@ def create_app(service: Service, token: str) -> ASGIApp:
     @app.post("/v1/doctor", response_model=DoctorOut, tags=["state"])
     def doctor(body: DoctorIn) -> dict[str, Any]:
         return core.doctor(body)
+
+    @app.get("/v1/cost", tags=["observe"])
+    def cost(since: str = Query("7d", min_length=1, max_length=20, description="a duration: 1h, 24h, 7d, 30d")
+             ) -> dict[str, Any]:
+        """The cost ledger: spend by day, recipe, source, provider and tenant, the top drivers, what to cut first."""
+        return core.cost(since)
+
+    @app.get("/v1/slo", tags=["observe"])
+    def slo() -> dict[str, Any]:
+        """Each objective over 1h, 1d and 7d: SLI, error budget left and burn rate."""
+        return core.slo()
+
+    @app.get("/v1/alerts", response_model=list[AlertOut], tags=["observe"])
+    def alerts(limit: int = Query(50, ge=1, le=10000),
+               active: bool = Query(False, description="only firing alerts")) -> list[dict[str, Any]]:
+        """Anomaly alerts, firing ones first, newest first, each with its notifications."""
+        return core.alerts(limit, active)
+
+    @app.post("/v1/alerts/check", response_model=AlertCheckOut, tags=["observe"])
+    def check_alerts() -> dict[str, Any]:
+        """Evaluate every alert rule now, take the escalation steps that are due and deliver them."""
+        return service.check_alerts()
 
     return Guard(app, token, settings.allowed_hosts, settings.max_body_bytes, service)
 

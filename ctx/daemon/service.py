@@ -10,9 +10,10 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ctx.client import LocalClient
+from ctx.daemon.alerting import AlertLoop
 from ctx.daemon.lanes import Lanes
 from ctx.daemon.scheduler import Scheduler, lane_for
-from ctx.observe.metrics import AssemblyCollector, Metrics, StateCollector
+from ctx.observe.metrics import AlertsCollector, AssemblyCollector, Metrics, StateCollector
 from ctx.pipeline import Stopped
 from ctx.store.catalog import now_iso
 from ctx.workspace import Workspace
@@ -28,12 +29,16 @@ class Service:
         self.metrics.watch_state(StateCollector(ws.sources, ws.catalog.counts, ws.jobs.depth))
         self.metrics.watch_state(AssemblyCollector(
             lambda: ws.assembler.describe() if "assembler" in ws.__dict__ else None))
+        self.metrics.watch_state(AlertsCollector(ws.alert_counts))
         self.lanes = Lanes(self._run, self._finished)
         self.address = ""
         self.started = time.time()
         self.started_at = now_iso()
         daemon = ws.settings.daemon
         self.scheduler = Scheduler(ws.settings, self._last_syncs, self.sync, daemon.watch) if daemon.scheduler else None
+        alerts = ws.settings.alerts
+        self.alerting = ws.alerting  # built once, here: the loop and the API share its lock and its bucket cache
+        self.alert_loop = AlertLoop(self.check_alerts, alerts.interval) if alerts.enabled else None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -50,8 +55,12 @@ class Service:
         self.lanes.start()
         if self.scheduler:
             self.scheduler.start()
+        if self.alert_loop:
+            self.alert_loop.start()
 
     def stop(self, timeout: float) -> None:
+        if self.alert_loop:  # first: its refresh actions queue jobs
+            self.alert_loop.stop()
         if self.scheduler:
             self.scheduler.stop()
         self.lanes.stop(timeout)
@@ -70,6 +79,16 @@ class Service:
         if not self.lanes.waiting(source, lane):
             job_id = self.ws.submit([source], trigger)
             self.lanes.submit(job_id, lane, [source])
+
+    def check_alerts(self) -> dict[str, Any]:
+        """Evaluate the alert rules now (the loop does it every interval); refresh actions sync in the lanes."""
+        return self.ws.check_alerts(self._alert_refresh)
+
+    def _alert_refresh(self, source: str) -> str:
+        lane = lane_for(self.ws.settings.sources[source])  # alert keys are configured sources
+        waiting = self.lanes.waiting(source, lane)
+        self.sync(source, "alert")
+        return f"a sync already waited in the {lane} lane" if waiting else f"sync queued in the {lane} lane"
 
     def push(self, source: str, events: list[Any]) -> dict[str, Any]:
         job_id, accepted, quarantined = self.ws.push_events(source, events)

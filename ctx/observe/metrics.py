@@ -91,6 +91,20 @@ class AssemblyCollector(Collector):
         yield from (breaker, opened, lookups, coalesced, refreshes, stale, entries)
 
 
+class AlertsCollector(Collector):
+    """Firing anomaly alerts per severity, read from the alerts table at scrape time."""
+
+    def __init__(self, active_counts: Callable[[], dict[str, int]]) -> None:
+        self.active_counts = active_counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        active = GaugeMetricFamily("ctx_alerts_active", "Anomaly alerts firing now (`ctx alerts`)",
+                                   labels=["severity"])
+        for severity, n in self.active_counts().items():
+            active.add_metric([severity], n)
+        yield active
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -105,11 +119,22 @@ class Metrics:
                                          registry=self.registry)
         self.provider_seconds = Histogram("ctx_provider_duration_seconds", "Time each provider took in a request",
                                           ["provider", "status"], buckets=ASSEMBLY_BUCKETS, registry=self.registry)
+        # Fractions of a cent per request, up to a few dollars for a long context on an expensive model.
+        self.assembly_cost = Histogram("ctx_assembly_cost_usd", "USD per assembled context (context tokens, query "
+                                       "embedding, provider calls)", ["recipe"],
+                                       buckets=(0.0, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
+                                       registry=self.registry)
         self.context_cache = Counter("ctx_context_cache", "Assembled contexts by how they were obtained",
                                      ["recipe", "cache"], registry=self.registry)
         self.jobs = Counter("ctx_jobs", "Ingest jobs finished", ["kind", "trigger", "status"], registry=self.registry)
         self.ingested = Counter("ctx_ingest_records", "Records processed by ingest jobs", ["source", "outcome"],
                                 registry=self.registry)
+        self.ingest_chunks = Counter("ctx_ingest_chunks", "Chunks written by ingest jobs, and of those the ones the "
+                                     "model embedded (cache misses)", ["source", "stage"], registry=self.registry)
+        self.ingest_tokens_embedded = Counter("ctx_ingest_tokens_embedded", "Tokens sent to the embedding model",
+                                              ["source"], registry=self.registry)
+        self.ingest_cost = Counter("ctx_ingest_embedding_cost_usd", "USD spent embedding at ingest", ["source"],
+                                   registry=self.registry)
         self.events = Counter("ctx_events_accepted", "Events pushed through the API", ["source"],
                               registry=self.registry)
 
@@ -119,6 +144,7 @@ class Metrics:
     def record_assembly(self, out: dict[str, Any], fingerprint: str, seconds: float) -> None:
         self.assembly_seconds.labels(out["recipe"], fingerprint).observe(seconds)
         self.assembly_tokens.observe(out["tokens"])
+        self.assembly_cost.labels(out["recipe"]).observe(out["cost"])
         self.context_cache.labels(out["recipe"], out["cache"]).inc()
         if out["cache"] in ("miss", "off"):  # a cached context asked no provider
             for name, p in out["providers"].items():
@@ -130,6 +156,14 @@ class Metrics:
             for outcome in ("new", "changed", "unchanged", "deleted", "quarantined"):
                 if state.get(outcome):
                     self.ingested.labels(name, outcome).inc(state[outcome])
+            for stage, key in (("written", "chunks_written"), ("embedded", "chunks_embedded")):
+                if state.get(key):
+                    self.ingest_chunks.labels(name, stage).inc(state[key])
+            if state.get("tokens_embedded"):
+                self.ingest_tokens_embedded.labels(name).inc(state["tokens_embedded"])
+        for s in (job.get("summary") or {}).get("sources", []):
+            if s.get("embedding_usd"):
+                self.ingest_cost.labels(s["source"]).inc(s["embedding_usd"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

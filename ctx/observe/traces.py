@@ -47,6 +47,18 @@ class TraceRecord:
     def tenant(self) -> str | None:
         return (self.request.get("filters") or {}).get("tenant")
 
+    @property
+    def relevance(self) -> float | None:
+        """Mean cosine similarity between the query and the kept blocks the vector leg found.
+
+        The relevance SLO's signal: rank-fused scores say how blocks compare with each other, not how
+        close any of them is to the query. None when no kept block has a vector distance (a lexical-only
+        home, or a context of provider blocks only): such requests do not count towards relevance.
+        """
+        similarities = [1.0 - float(c["vector_distance"]) for c in self.candidates
+                        if c.get("kept") and c.get("vector_distance") is not None]
+        return round(sum(similarities) / len(similarities), 6) if similarities else None
+
     def summary(self) -> dict[str, Any]:
         kept = sum(1 for c in self.candidates if c.get("kept"))
         return {
@@ -89,7 +101,7 @@ class TraceStore:
                 "degradations": json.dumps(trace.degradations), "replay_of": trace.replay_of,
                 "recipe": trace.recipe, "providers": json.dumps(trace.providers), "cache": trace.cache,
                 "cost": trace.cost, "costs": json.dumps(trace.costs), "status": trace.status,
-                "tenant": trace.tenant, "error": trace.error,
+                "tenant": trace.tenant, "error": trace.error, "relevance": trace.relevance,
             }
         )
 

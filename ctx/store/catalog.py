@@ -8,7 +8,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ from sqlite_utils import Database
 
 from ctx.models import Chunk, Document
 from ctx.store.schema import migrations
+
+SYNC_RETENTION_DAYS = 8  # the sync ledger's history: the 7-day SLO window and a day to spare
 
 
 def now_iso() -> str:
@@ -82,6 +84,21 @@ class Catalog:
 
     def source_rows(self) -> dict[str, dict[str, Any]]:
         return {row["name"]: row for row in self.db.table("sources").rows}
+
+    def record_sync(self, source: str, job_id: str, at: str, ok: bool, last_success: str | None,
+                    limit_s: float) -> None:
+        """One finished sync in the ledger, with how long the source had then gone without a good one.
+
+        ``lag_s`` is None for a source's first sync (there is no earlier success to measure from).
+        """
+        lag = None
+        if last_success:
+            lag = round((datetime.fromisoformat(at) - datetime.fromisoformat(last_success)).total_seconds(), 3)
+        self.db.table("syncs").insert({"source": source, "job_id": job_id, "at": at, "ok": int(ok), "lag_s": lag,
+                                       "limit_s": limit_s})
+        # Kept a day past the longest SLO window: a source synced every few seconds writes thousands a day.
+        cutoff = (datetime.fromisoformat(at) - timedelta(days=SYNC_RETENTION_DAYS)).isoformat(timespec="milliseconds")
+        self.db.execute("delete from syncs where at < ?", [cutoff])
 
     # --- documents and chunks ---------------------------------------------------------------
 

@@ -127,3 +127,50 @@ def m004_trace_status_tenant_costs(db: Database) -> None:
     for column in ("status", "tenant", "costs", "error"):
         traces.add_column(column, str)
     traces.create_index(["created_at"])
+
+
+@migrations()
+def m005_sync_ledger_and_trace_relevance(db: Database) -> None:
+    # One row per finished sync of a source: when, whether it worked, and how long the source had gone
+    # without a successful sync at that moment against its threshold. The freshness SLO and the
+    # staleness baselines read this history; the sources table only holds the latest sync.
+    db.table("syncs").create(
+        {"id": int, "source": str, "job_id": str, "at": str, "ok": int, "lag_s": float, "limit_s": float},
+        pk="id",
+    )
+    db.table("syncs").create_index(["at"])
+    db.table("syncs").create_index(["source", "at"])
+    # How relevant the kept retrieval blocks were (see TraceRecord.relevance), computed once when the
+    # trace is written so SLO windows are a query, not a pass over every compressed candidate list.
+    db.table("traces").add_column("relevance", float)
+
+
+@migrations()
+def m006_alerts(db: Database) -> None:
+    # One row per incident of an anomaly rule and key (a source name, or "" for the whole home): firing
+    # until the metric is back in band, then resolved. Dedup, cooldown and escalation are read from these
+    # rows, so they hold across daemon restarts; the partial unique index makes a second firing row for
+    # the same rule and key impossible, whoever evaluates.
+    db.table("alerts").create(
+        {
+            "id": str, "rule": str, "key": str, "severity": str, "metric": str, "window_s": float, "state": str,
+            "message": str, "value": float, "baseline": float, "z": float, "count": int, "step": int,
+            "first_at": str, "last_at": str, "resolved_at": str, "bucket_at": str, "clock_at": str,
+            "step_at": str, "suppressed_until": str, "sources": str,
+        },
+        pk="id",
+    )
+    db.execute("create unique index alerts_firing on alerts (rule, key) where state = 'firing'")
+    db.table("alerts").create_index(["rule", "key", "resolved_at"])
+    # The outbox of every alert's steps (actions, webhook messages): written in the transaction that
+    # decides them, delivered after it commits, retried until delivered or given up, so a crash between
+    # deciding and sending loses nothing.
+    db.table("alert_notifications").create(
+        {
+            "id": int, "alert_id": str, "step": int, "event": str, "kind": str, "target": str, "status": str,
+            "attempts": int, "error": str, "detail": str, "created_at": str, "updated_at": str, "claimed_at": str,
+        },
+        pk="id",
+    )
+    db.table("alert_notifications").create_index(["status"])
+    db.table("alert_notifications").create_index(["alert_id"])

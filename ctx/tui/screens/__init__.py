@@ -1,0 +1,1 @@
+"""The dashboard's screens: the dashboard itself, one trace, and the help."""

@@ -1,0 +1,1 @@
+"""Small widgets the dashboard's screens are built from."""
