@@ -19,9 +19,10 @@ from textual.pilot import Pilot
 from textual.widget import Widget
 
 from ctx.errors import CtxError, NotFound, TransientError
+from ctx.observe.stats import percentile
 from ctx.tui import data
 from ctx.tui.app import DashApp, build_app
-from ctx.tui.data import Freshness, percentile
+from ctx.tui.data import Freshness
 from ctx.tui.link import Link, daemon_link, local_link
 from ctx.tui.screens.detail import TraceScreen
 from ctx.tui.screens.help import HelpScreen
@@ -209,6 +210,29 @@ ALERTS = [
 
 def recorded_now() -> datetime:
     return datetime.fromisoformat(RECORDED["now"])
+
+
+class Counting(Fake):
+    def __init__(self, recorded: dict[str, Any]) -> None:
+        super().__init__(recorded)
+        self.asked: list[str] = []
+
+    def _answer(self, name: str, value: Any) -> Any:
+        self.asked.append(name)
+        return super()._answer(name, value)
+
+
+def test_cost_and_slo_are_read_every_slow_interval_not_every_refresh() -> None:
+    """They scan days of traces: at every 2 s refresh they would keep a core of the daemon busy."""
+    client, slow, now = Counting(RECORDED), data.Slow(), recorded_now()
+    for seconds in (0, 2, 4, data.SLOW_S - 1):
+        board = data.fetch(client, now + timedelta(seconds=seconds), slow=slow)  # type: ignore[arg-type]
+        assert board.cost is not None and board.objectives  # shown from the last reading in between
+    assert client.asked.count("cost") == client.asked.count("slo") == 1
+    assert client.asked.count("status") == client.asked.count("traces") == 4  # the rest at every refresh
+    data.fetch(client, now + timedelta(seconds=data.SLOW_S), slow=slow)  # type: ignore[arg-type]
+    data.fetch(client, now + timedelta(seconds=data.SLOW_S + 1), slow=slow, force=True)  # type: ignore[arg-type]
+    assert client.asked.count("cost") == client.asked.count("slo") == 3  # due again, then `r`
 
 
 def test_fetch_keeps_each_panels_failure_in_that_panel() -> None:

@@ -123,26 +123,54 @@ class _Source:
                 "tokens": round(self.tokens), "share": round(self.total_usd / context_usd, 4) if context_usd else 0.0}
 
 
+def usage(candidates: list[dict[str, Any]], degradations: list[dict[str, Any]]) -> dict[str, Any]:
+    """What one request's context was made of, for the ledger: computed once, when its trace is written.
+
+    ``providers``: per provider, [blocks offered, blocks kept, sum of their scores]. ``sources``: per
+    source, the tokens its kept blocks took. Stored chunks carry their exact token count from ingest;
+    a truncated block counts what was left of it (its degradation's ``tokens_after``); blocks that are
+    not stored chunks (a policy file, an API answer) carry none, so they count an estimate of four
+    characters a token.
+    """
+    providers: dict[str, list[float]] = {}
+    for c in candidates:
+        p = providers.setdefault(c.get("provider") or c.get("source") or "?", [0, 0, 0.0])
+        p[0] += 1
+        p[1] += bool(c.get("kept"))
+        p[2] += float(c.get("score") or 0.0)
+    cut = {d["chunk_id"]: d.get("tokens_after", 0) for d in degradations
+           if d.get("kind") == "truncated" and d.get("chunk_id")}
+    sources: dict[str, float] = defaultdict(float)
+    for c in candidates:
+        if not c.get("kept"):
+            continue
+        tokens = float(c.get("token_count") or 0) or max((c.get("end", 0) - c.get("start", 0)) / 4, 1.0)
+        if c.get("truncated") and c.get("chunk_id") in cut:
+            tokens = float(cut[c["chunk_id"]])
+        sources[c.get("source") or "?"] += tokens
+    return {"providers": providers, "sources": dict(sources)}
+
+
 def _walk(catalog: Catalog, span: list[str]) -> tuple[dict[str, _Provider], dict[str, _Source]]:
-    """One pass over the window's traces for what SQL cannot see: per-provider outcomes and the
-    candidates (compressed) that say which blocks were kept, from which source."""
+    """One pass over the window's traces for what SQL cannot see: per-provider outcomes and usage.
+
+    Traces written before the ledger column existed have their usage worked out from their
+    (compressed) candidates instead, which costs some fifteen times more.
+    """
     providers: dict[str, _Provider] = defaultdict(_Provider)
     sources: dict[str, _Source] = defaultdict(_Source)
     rows = catalog.db.execute(
-        f"select providers, candidates, degradations, cache, costs from traces where {_WINDOW}", span)
-    for raw_providers, raw_candidates, raw_degradations, cache, raw_costs in rows:
+        "select providers, ledger, case when ledger is null then candidates end, "
+        f"case when ledger is null then degradations end, cache, costs from traces where {_WINDOW}", span)
+    for raw_providers, raw_ledger, raw_candidates, raw_degradations, cache, raw_costs in rows:
         outcomes: dict[str, dict[str, Any]] = json.loads(raw_providers or "{}")
-        candidates: list[dict[str, Any]] = json.loads(zlib.decompress(raw_candidates)) if raw_candidates else []
-        offered: dict[str, int] = defaultdict(int)
-        kept: dict[str, int] = defaultdict(int)
-        for c in candidates:
-            name = c.get("provider") or c.get("source") or "?"
+        used = json.loads(raw_ledger) if raw_ledger else usage(
+            json.loads(zlib.decompress(raw_candidates)) if raw_candidates else [], json.loads(raw_degradations or "[]"))
+        for name, (offered, kept, score) in used["providers"].items():
             p = providers[name]
-            p.offered += 1
-            p.kept += bool(c.get("kept"))
-            p.score_sum += float(c.get("score") or 0.0)
-            offered[name] += 1
-            kept[name] += bool(c.get("kept"))
+            p.offered += int(offered)
+            p.kept += int(kept)
+            p.score_sum += score
         fresh = (cache or "off") in FRESH
         for name, outcome in outcomes.items():
             p = providers[name]
@@ -153,32 +181,19 @@ def _walk(catalog: Catalog, span: list[str]) -> tuple[dict[str, _Provider], dict
             p.total_usd += cost
             p.calls += outcome.get("status") not in NOT_CALLED
             p.failures += outcome.get("status") in FAILED
-            useful = kept[name] / offered[name] if offered[name] else 0.0
-            p.wasted_usd += cost * (1 - useful)
+            offered, kept, _ = used["providers"].get(name, (0, 0, 0.0))
+            p.wasted_usd += cost * (1 - (kept / offered if offered else 0.0))
         context_usd = float(json.loads(raw_costs or "{}").get("context_usd") or 0.0)
-        _attribute(sources, candidates, json.loads(raw_degradations or "[]"), context_usd)
+        _attribute(sources, used["sources"], context_usd)
     return providers, sources
 
 
-def _attribute(sources: dict[str, _Source], candidates: list[dict[str, Any]], degradations: list[dict[str, Any]],
-               context_usd: float) -> None:
+def _attribute(sources: dict[str, _Source], weights: dict[str, float], context_usd: float) -> None:
     """A request's context cost split over sources by the tokens of the blocks it kept from each.
 
-    Stored chunks carry their exact token count from ingest; a truncated block counts what was left
-    of it (its degradation's ``tokens_after``); blocks that are not stored chunks (a policy file, an
-    API answer) carry none, so they count an estimate of four characters a token. The cost of the
-    rendering around the blocks (headings, provenance lines) is split in the same proportion.
+    The cost of the rendering around the blocks (headings, provenance lines) is split in the same
+    proportion.
     """
-    cut = {d["chunk_id"]: d.get("tokens_after", 0) for d in degradations
-           if d.get("kind") == "truncated" and d.get("chunk_id")}
-    weights: dict[str, float] = defaultdict(float)
-    for c in candidates:
-        if not c.get("kept"):
-            continue
-        tokens = float(c.get("token_count") or 0) or max((c.get("end", 0) - c.get("start", 0)) / 4, 1.0)
-        if c.get("truncated") and c.get("chunk_id") in cut:
-            tokens = float(cut[c["chunk_id"]])
-        weights[c.get("source") or "?"] += tokens
     whole = sum(weights.values())
     for name, tokens in weights.items():
         s = sources[name]

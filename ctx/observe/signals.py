@@ -69,11 +69,12 @@ class Signals:
 
     def _samples(self, first: float, end: float) -> list[TraceSample]:
         rows = self.catalog.db.execute(
-            "select created_at, timings, tokens, cost, cache, status from traces "
-            "where created_at >= ? and created_at < ? and replay_of is null", [iso(first), iso(end)])
+            "select created_at, total_ms, case when total_ms is null then timings end, tokens, cost, cache, status "
+            "from traces where created_at >= ? and created_at < ? and replay_of is null", [iso(first), iso(end)])
         out = []
-        for created, timings, tokens, cost, cache, status in rows:
-            ms = json.loads(timings or "{}").get("total_ms") or 0.0
+        for created, total_ms, timings, tokens, cost, cache, status in rows:
+            # Traces older than the total_ms column carry it in their timings only.
+            ms = total_ms if total_ms is not None else json.loads(timings or "{}").get("total_ms") or 0.0
             out.append(TraceSample(epoch(created), float(ms), int(tokens or 0), float(cost or 0.0), cache or "off",
                                    (status or "ok") == "ok"))
         return out

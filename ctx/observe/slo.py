@@ -16,13 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ctx.observe.stats import percentile
+from ctx.observe.traces import MISSING
 from ctx.settings import Objective, Settings
 from ctx.store.catalog import Catalog
 
 WINDOWS = (("1h", 3600), ("1d", 86400), ("7d", 7 * 86400))
-# Degradations that mean a critical block was missing from the context the request got. A critical
-# block that was truncated, deduplicated, or served stale or by a fallback was still there.
-MISSING = ("dropped", "late", "timeout", "failed", "skipped", "not_applicable")
 _REQUESTS = "created_at >= ? and created_at <= ? and replay_of is null"
 
 # (catalog, start, end) -> (good, total, extra figures of the window)
@@ -69,7 +67,8 @@ def window_figures(good: int, total: int, target: float) -> dict[str, Any]:
 def _latency(threshold_ms: float) -> Counter:
     def count(catalog: Catalog, start: str, end: str) -> tuple[int, int, dict[str, Any]]:
         values = [float(v or 0.0) for (v,) in catalog.db.execute(
-            f"select json_extract(timings, '$.total_ms') from traces where {_REQUESTS}", [start, end])]
+            f"select coalesce(total_ms, json_extract(timings, '$.total_ms')) from traces where {_REQUESTS}",
+            [start, end])]
         good = sum(1 for v in values if v <= threshold_ms)
         extra = {f"p{q}_ms": round(percentile(values, q), 2) if values else None for q in (50, 95, 99)}
         return good, len(values), extra
@@ -78,11 +77,12 @@ def _latency(threshold_ms: float) -> Counter:
 
 
 def _availability(catalog: Catalog, start: str, end: str) -> tuple[int, int, dict[str, Any]]:
+    # ``complete`` is TraceRecord.complete; traces older than that column are judged the same way here.
     kinds = ",".join("?" * len(MISSING))
     row = catalog.db.execute(
-        f"select count(*), coalesce(sum(coalesce(status, 'ok') = 'ok' and not exists ("
+        f"select count(*), coalesce(sum(coalesce(complete, coalesce(status, 'ok') = 'ok' and not exists ("
         f"select 1 from json_each(traces.degradations) d where json_extract(d.value, '$.criticality') = 'critical' "
-        f"and json_extract(d.value, '$.kind') in ({kinds}))), 0) from traces where {_REQUESTS}",
+        f"and json_extract(d.value, '$.kind') in ({kinds})))), 0) from traces where {_REQUESTS}",
         [*MISSING, start, end],
     ).fetchone()
     return int(row[1]), int(row[0]), {}

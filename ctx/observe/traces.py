@@ -11,7 +11,11 @@ from typing import Any
 from uuid6 import uuid7
 
 from ctx.errors import NotFound, UserError
+from ctx.observe.cost import usage
 from ctx.store.catalog import Catalog, now_iso
+
+# Degradations that mean a block was missing from the context the request got.
+MISSING = ("dropped", "late", "timeout", "failed", "skipped", "not_applicable")
 
 
 def new_trace_id() -> str:
@@ -46,6 +50,15 @@ class TraceRecord:
     @property
     def tenant(self) -> str | None:
         return (self.request.get("filters") or {}).get("tenant")
+
+    @property
+    def complete(self) -> bool:
+        """Every critical block was in the context the request got (the availability SLO's good event).
+
+        A critical block that was truncated, deduplicated, or served stale or by a fallback was there.
+        """
+        return self.status == "ok" and not any(
+            d.get("criticality") == "critical" and d.get("kind") in MISSING for d in self.degradations)
 
     @property
     def relevance(self) -> float | None:
@@ -101,7 +114,9 @@ class TraceStore:
                 "degradations": json.dumps(trace.degradations), "replay_of": trace.replay_of,
                 "recipe": trace.recipe, "providers": json.dumps(trace.providers), "cache": trace.cache,
                 "cost": trace.cost, "costs": json.dumps(trace.costs), "status": trace.status,
-                "tenant": trace.tenant, "error": trace.error, "relevance": trace.relevance,
+                "tenant": trace.tenant, "error": trace.error, "total_ms": trace.timings.get("total_ms", 0.0),
+                "complete": int(trace.complete), "relevance": trace.relevance,
+                "ledger": json.dumps(usage(trace.candidates, trace.degradations)),
             }
         )
 

@@ -140,9 +140,12 @@ def m005_sync_ledger_and_trace_relevance(db: Database) -> None:
     )
     db.table("syncs").create_index(["at"])
     db.table("syncs").create_index(["source", "at"])
-    # How relevant the kept retrieval blocks were (see TraceRecord.relevance), computed once when the
-    # trace is written so SLO windows are a query, not a pass over every compressed candidate list.
-    db.table("traces").add_column("relevance", float)
+    # What SLOs, alerts and the cost ledger read of each trace, computed once when it is written (see
+    # TraceRecord): a window is then a query over small columns, not a pass over every compressed
+    # candidate list and JSON document. Older traces keep NULL here and are read the slow way.
+    traces = db.table("traces")
+    for column, kind in (("total_ms", float), ("complete", int), ("relevance", float), ("ledger", str)):
+        traces.add_column(column, kind)
 
 
 @migrations()

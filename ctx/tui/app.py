@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.worker import get_current_worker
 
 from ctx.errors import CtxError, TransientError
-from ctx.tui.data import TRACE_LIMIT, Board, fetch
+from ctx.tui.data import TRACE_LIMIT, Board, Slow, fetch
 from ctx.tui.link import ClientFactory, Link
 from ctx.tui.screens.dashboard import DashboardScreen
 from ctx.tui.screens.detail import TraceScreen
@@ -96,6 +96,7 @@ class DashApp(App[None]):
         self.dashboard = DashboardScreen()
         self._jobs: queue.SimpleQueue[tuple[Callable[[Any], Any], Callback] | None] = queue.SimpleQueue()
         self._refreshing = False
+        self._slow = Slow()  # cost and SLOs: read every SLOW_S, only ever on the I/O thread
 
     def get_default_screen(self) -> DashboardScreen:
         return self.dashboard
@@ -103,8 +104,8 @@ class DashApp(App[None]):
     def on_ready(self) -> None:
         # Ready, not Mount: the dashboard's widgets exist by then, so the first result has somewhere to go.
         self._io_thread()
-        self.action_refresh_now()
-        self.set_interval(self.refresh_s, self.action_refresh_now)
+        self._refresh()
+        self.set_interval(self.refresh_s, self._refresh)
 
     def on_unmount(self) -> None:
         self._jobs.put(None)
@@ -152,12 +153,16 @@ class DashApp(App[None]):
     # --- refreshing ------------------------------------------------------------------------------
 
     def action_refresh_now(self) -> None:
-        """Read every panel again (unless a refresh is still on its way: they never pile up)."""
+        """Read every panel again, the slow ones (cost, SLOs) too (unless a refresh is on its way)."""
+        self._refresh(force=True)
+
+    def _refresh(self, force: bool = False) -> None:
+        """Read the panels (they never pile up: a refresh on its way is not doubled)."""
         if self._refreshing:
             return
         self._refreshing = True
-        clock, limit = self.clock, self.trace_limit
-        self.submit(lambda client: fetch(client, clock(), limit), self._refreshed)
+        clock, limit, slow = self.clock, self.trace_limit, self._slow
+        self.submit(lambda client: fetch(client, clock(), limit, slow, force), self._refreshed)
 
     def _refreshed(self, board: Board | None, failure: Failure | None) -> None:
         self._refreshing = False

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ctx.errors import CtxError, NotFound, TransientError
+from ctx.observe.stats import percentile
 
 if TYPE_CHECKING:
     from ctx.client import Client
@@ -28,6 +28,9 @@ ALERT_LIMIT = 50
 MINUTES = 30  # how far back the per-minute latency series goes
 RATE_WINDOW_S = 60.0
 WARN_SHARE = 0.75  # a source past this share of its staleness limit is shown as a warning
+# The cost and SLO reports scan days of traces (about a second per 50,000): the daemon would spend a core
+# on them at every refresh. They move slowly, so they are read this often (and when `r` asks for them).
+SLOW_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -129,14 +132,6 @@ class Board:
 def parse_time(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile: always one of the values, so a p99 of few requests is a real request."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    return ordered[max(math.ceil(q / 100 * len(ordered)) - 1, 0)]
 
 
 def latency_by_minute(traces: Sequence[dict[str, Any]], now: datetime, minutes: int = MINUTES) -> list[Minute]:
@@ -279,11 +274,26 @@ def _ask(client: Client, method: str, *args: Any) -> Any:
     return bound(*args)
 
 
-def fetch(client: Client, now: datetime, limit: int = TRACE_LIMIT) -> Board:
+@dataclass
+class Slow:
+    """The last reading of the panels that scan days of traces (cost, SLOs), kept between refreshes."""
+
+    at: datetime | None = None
+    cost: CostView | None = None
+    objectives: list[Objective] = field(default_factory=list)
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def due(self, now: datetime, every: float = SLOW_S) -> bool:
+        return self.at is None or (now - self.at).total_seconds() >= every
+
+
+def fetch(client: Client, now: datetime, limit: int = TRACE_LIMIT, slow: Slow | None = None,
+          force: bool = False) -> Board:
     """Read everything the dashboard shows, through the one client (daemon or this process).
 
     ``status`` must answer (it is the dashboard's liveness check); every other panel that cannot be
-    read is listed in ``problems`` and the rest still show.
+    read is listed in ``problems`` and the rest still show. With ``slow``, the cost and SLO panels
+    are read again only every ``SLOW_S`` (or with ``force``) and shown from it in between.
 
     Raises:
         TransientError: the daemon is not answering; the caller shows it and tries again later.
@@ -294,6 +304,13 @@ def fetch(client: Client, now: datetime, limit: int = TRACE_LIMIT) -> Board:
     traces: list[dict[str, Any]] = _optional(problems, "traces", lambda: list(client.traces(limit))) or []
     series = _optional(problems, "latency", lambda: latency_by_minute(traces, now)) or []
     rps = _optional(problems, "latency", lambda: request_rate(traces, now, limit=limit)) or 0.0
+    slow = slow if slow is not None else Slow()
+    if force or slow.due(now):
+        read: dict[str, str] = {}
+        slow.cost = _optional(read, "cost", lambda: cost_view(_ask(client, "cost", "7d"), now))
+        slow.objectives = _optional(read, "slo", lambda: objectives(_ask(client, "slo"))) or []
+        slow.problems, slow.at = read, now
+    problems.update(slow.problems)
     return Board(
         fetched_at=now.isoformat(timespec="seconds"), mode=client.mode, home=str(status.get("home") or ""),
         traces=traces, latency=series, rps=rps,
@@ -301,8 +318,7 @@ def fetch(client: Client, now: datetime, limit: int = TRACE_LIMIT) -> Board:
         cache=_optional(problems, "cache", lambda: cache_rates(status.get("assembly"), traces)) or [],
         breakers=_optional(problems, "breakers", lambda: breaker_rows(status)) or [],
         freshness=_optional(problems, "freshness", lambda: freshness_rows(status.get("sources") or [], now)) or [],
-        cost=_optional(problems, "cost", lambda: cost_view(_ask(client, "cost", "7d"), now)),
-        objectives=_optional(problems, "slo", lambda: objectives(_ask(client, "slo"))) or [],
+        cost=slow.cost, objectives=slow.objectives,
         alerts=_optional(problems, "alerts", lambda: alert_rows(_ask(client, "alerts", ALERT_LIMIT, True))) or [],
         problems=problems,
     )

@@ -17,7 +17,7 @@ KEYS = [
     ("tab / shift+tab", "move the focus between the traces table and the panels (which scroll on a small terminal)"),
     ("enter", "open the trace under the cursor: blocks, drops, timings, cost, providers, replay check"),
     ("d", "on a trace: rerun it on today's data and show the diff — the one action that writes (a new trace)"),
-    ("r", "refresh now (it also refreshes by itself every few seconds)"),
+    ("r", "refresh now, cost and SLOs too (by itself: every few seconds, cost and SLOs every 30 s)"),
     ("escape", "back: close a trace, or this help"),
     ("?", "this help"),
     ("q", "quit"),
