@@ -393,14 +393,17 @@ def test_metrics_expose_providers_breakers_and_caches(make_app: Callable[..., Ap
     # Port 9 on loopback: nothing listens, so every call fails at once (connection refused).
     providers = (
         '[providers.policy]\nkind = "static"\npaths = ["policy.md"]\n\n'
-        '[providers.down]\nkind = "http"\nurl = "http://127.0.0.1:9/status"\ncache = false\n'
+        '[providers.down]\nkind = "http"\nurl = "http://127.0.0.1:9/status"\ncache = false\ntimeout = "30s"\n'
         "breaker = { failures = 2, window = \"60s\", cooldown = \"60s\" }\n\n"
         '[recipes.ops]\nproviders.policy = { criticality = "critical" }\n'
         'providers.down = { criticality = "optional" }\n'
     )
     app = make_app(providers)
+    # A roomy deadline and timeout: the first request also pays the http client's first use (its SSL
+    # context, seconds on a busy machine), and a call cut by the deadline would be `late`, not `failed`.
+    ask = {"query": "what is the policy?", "recipe": "ops", "deadline_ms": 30000}
     for _ in range(3):  # two failures open the breaker; the third request skips the provider
-        out = app.http.post("/v1/assemble", json={"query": "what is the policy?", "recipe": "ops"}, headers=app.auth)
+        out = app.http.post("/v1/assemble", json=ask, headers=app.auth)
         assert out.status_code == 200, out.text
     assert out.json()["providers"]["down"]["status"] == "skipped"
     assert out.json()["cache"] == "miss"  # a context with a provider down is never cached
