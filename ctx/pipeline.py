@@ -241,7 +241,6 @@ class JobRunner:
         chunks = [c for w in batch for c in w.chunks]
         vectors = None
         if self.embedder is not None and self.vectors is not None and chunks:
-            before = self.embedder.embedded
             done = 0
 
             def embedded(n: int) -> None:
@@ -250,9 +249,11 @@ class JobRunner:
                 self.progress.phase(f"embedding {done}/{len(chunks)} chunks of this batch")
 
             self.progress.phase(f"embedding {len(chunks)} chunks")
+            # What reached the model for this batch only: the embedder's own counters also move with the
+            # queries a daemon embeds meanwhile.
             sent: list[str] = []
             vectors = self.embedder.embed_hashed([(c.content_hash, c.text) for c in chunks], embedded, sent)
-            summary.chunks_embedded += self.embedder.embedded - before
+            summary.chunks_embedded += len(sent)
             tokens = {c.content_hash: c.token_count for c in chunks}
             summary.tokens_embedded += sum(tokens[h] for h in sent)
         summary.chunks_written += len(chunks)

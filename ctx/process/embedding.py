@@ -38,8 +38,8 @@ def cache_key(model_id: str, content_hash: str) -> str:
 class CachedEmbedder:
     """Wraps an Embedder with a diskcache keyed by (model id, content hash), embedding in batches.
 
-    ``embedded`` counts texts that really went through the model, and ``seconds`` the time
-    spent there, so the ingest summary can show embedding work apart from the rest.
+    ``seconds`` is the time spent in the model, so the ingest summary can show embedding work apart
+    from the rest; ``embed_hashed`` tells its caller which texts really went through the model.
     """
 
     def __init__(self, inner: Embedder, cache_dir: Path, batch_size: int = 32) -> None:
@@ -50,7 +50,6 @@ class CachedEmbedder:
         self.dimension = inner.dimension
         self.batch_size = batch_size
         self.cache = diskcache.Cache(str(cache_dir), size_limit=4 * 2**30)
-        self.embedded = 0
         self.seconds = 0.0
 
     def embed_hashed(
@@ -77,7 +76,6 @@ class CachedEmbedder:
             started = time.perf_counter()
             out = np.asarray(self.inner.embed([t for _, t in batch]), dtype=np.float32)
             self.seconds += time.perf_counter() - started
-            self.embedded += len(batch)
             if sent is not None:
                 sent.extend(h for h, _ in batch)
             with self.cache.transact():
