@@ -111,13 +111,10 @@ class LocalClient:
 
     def metrics(self) -> str:
         """The state metrics of this home (freshness, queue, store sizes); request counters live in a daemon."""
-        from ctx.observe.metrics import AlertsCollector, AssemblyCollector, Metrics, StateCollector
+        from ctx.observe.metrics import Metrics
 
-        ws = self.ws
         metrics = Metrics()
-        metrics.watch_state(StateCollector(ws.sources, ws.catalog.counts, ws.jobs.depth))
-        metrics.watch_state(AssemblyCollector(lambda: ws.assembler.describe() if "assembler" in ws.__dict__ else None))
-        metrics.watch_state(AlertsCollector(ws.alert_counts))
+        metrics.watch_workspace(self.ws)
         return metrics.render().decode("utf-8")
 
     def jobs(self, limit: int) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from ctx.client import LocalClient
 from ctx.daemon.alerting import AlertLoop
 from ctx.daemon.lanes import Lanes
 from ctx.daemon.scheduler import Scheduler, lane_for
-from ctx.observe.metrics import AlertsCollector, AssemblyCollector, Metrics, StateCollector
+from ctx.observe.metrics import Metrics
 from ctx.pipeline import Stopped
 from ctx.store.catalog import now_iso
 from ctx.workspace import Workspace
@@ -26,10 +26,7 @@ class Service:
         self.ws = ws
         self.core = LocalClient(ws, plain=False)  # the same calls the CLI makes in-process
         self.metrics = Metrics()
-        self.metrics.watch_state(StateCollector(ws.sources, ws.catalog.counts, ws.jobs.depth))
-        self.metrics.watch_state(AssemblyCollector(
-            lambda: ws.assembler.describe() if "assembler" in ws.__dict__ else None))
-        self.metrics.watch_state(AlertsCollector(ws.alert_counts))
+        self.metrics.watch_workspace(ws)
         self.lanes = Lanes(self._run, self._finished)
         self.address = ""
         self.started = time.time()

@@ -141,6 +141,13 @@ class Metrics:
     def watch_state(self, collector: Collector) -> None:
         self.registry.register(collector)
 
+    def watch_workspace(self, ws: Any) -> None:
+        """The state a workspace holds, read at scrape time: freshness, queue, store sizes, breakers and
+        caches (once it has assembled), firing alerts. The daemon and ``ctx metrics`` watch the same."""
+        self.watch_state(StateCollector(ws.sources, ws.catalog.counts, ws.jobs.depth))
+        self.watch_state(AssemblyCollector(lambda: ws.assembler.describe() if "assembler" in ws.__dict__ else None))
+        self.watch_state(AlertsCollector(ws.alert_counts))
+
     def record_assembly(self, out: dict[str, Any], fingerprint: str, seconds: float) -> None:
         self.assembly_seconds.labels(out["recipe"], fingerprint).observe(seconds)
         self.assembly_tokens.observe(out["tokens"])
