@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 
@@ -20,10 +21,13 @@ from ctx.api.schemas import (
     VERSION_HEADER,
     AssembleIn,
     DoctorIn,
+    EvalIn,
     EventsIn,
     IngestIn,
     ReplayIn,
     SearchIn,
+    VersionLabelIn,
+    VersionRollbackIn,
     describe,
 )
 from ctx.errors import CtxError, NotFound, TransientError, UserError
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound=BaseModel)
 FINISHED = ("ok", "partial", "failed", "interrupted")
+EVAL_TIMEOUT = 3600.0  # seconds for one `ctx eval` request to the daemon
 
 
 def build(schema: type[M], **fields: Any) -> M:
@@ -63,8 +68,19 @@ class Client(Protocol):
     def doctor(self, body: DoctorIn) -> dict[str, Any]: ...
     def cost(self, since: str) -> dict[str, Any]: ...
     def slo(self) -> dict[str, Any]: ...
+    def audit(self, window: str, sample: int) -> dict[str, Any]: ...
+    def experiments(self) -> list[dict[str, Any]]: ...
+    def ab_report(self, name: str, since: str) -> dict[str, Any]: ...
     def alerts(self, limit: int, active: bool) -> list[dict[str, Any]]: ...
     def check_alerts(self) -> dict[str, Any]: ...
+    def archive(self) -> dict[str, Any]: ...
+    def versions(self, recipe: str | None) -> list[dict[str, Any]]: ...
+    def version(self, ref: str, recipe: str | None) -> dict[str, Any]: ...
+    def version_diff(self, a: str, b: str, recipe: str | None) -> dict[str, Any]: ...
+    def label(self, body: VersionLabelIn) -> dict[str, Any]: ...
+    def rollback(self, body: VersionRollbackIn) -> dict[str, Any]: ...
+    def eval(self, body: EvalIn, progress: Callable[[int, int], None] | None = None,
+             note: Callable[[str], None] | None = None) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -91,8 +107,9 @@ class LocalClient:
         ws = self.ws
         request = ws.request(body.query, body.budget, body.model, body.format,
                              ws.filters(body.sources, body.tenant, body.path), body.top_k, body.recipe, body.user,
-                             body.session, body.params, body.deadline_ms / 1000 if body.deadline_ms else None)
-        return self._plain(ws.assemble(request).to_dict())
+                             body.session, body.params, body.deadline_ms / 1000 if body.deadline_ms else None,
+                             body.as_of)
+        return self._plain(ws.assemble(request, version=body.version).to_dict())
 
     def search(self, body: SearchIn) -> list[dict[str, Any]]:
         hits = self.ws.search(body.query, self.ws.filters(body.sources, body.tenant, body.path), body.limit)
@@ -130,8 +147,10 @@ class LocalClient:
 
     def replay(self, body: ReplayIn) -> dict[str, Any]:
         if body.rerun:
-            _, report = self.ws.rerun(body.trace_id)
+            _, report = self.ws.rerun(body.trace_id, body.version)
             return self._plain(report.to_dict())
+        if body.version is not None:
+            raise UserError("a version is for a rerun: add --rerun (rerun: true) to re-assemble with it")
         return self._plain(self.ws.replay(body.trace_id).to_dict())
 
     def sources(self) -> list[dict[str, Any]]:
@@ -152,12 +171,57 @@ class LocalClient:
     def slo(self) -> dict[str, Any]:
         return self._plain(self.ws.slo())
 
+    def audit(self, window: str, sample: int) -> dict[str, Any]:
+        return self._plain(self.ws.audit(window, sample))
+
+    def experiments(self) -> list[dict[str, Any]]:
+        return self._plain(self.ws.experiments())
+
+    def ab_report(self, name: str, since: str) -> dict[str, Any]:
+        return self._plain(self.ws.ab_report(name, since))
+
     def alerts(self, limit: int, active: bool) -> list[dict[str, Any]]:
         return self._plain(self.ws.alerts(limit, active))
 
     def check_alerts(self) -> dict[str, Any]:
         """Evaluate the alert rules now; a refresh action ingests the stale source in this process."""
         return self._plain(self.ws.check_alerts())
+
+    def archive(self) -> dict[str, Any]:
+        return self._plain(self.ws.archive())
+
+    def versions(self, recipe: str | None) -> list[dict[str, Any]]:
+        from ctx.versions import manage
+
+        return self._plain(manage.listing(self.ws, recipe))
+
+    def version(self, ref: str, recipe: str | None) -> dict[str, Any]:
+        from ctx.versions import manage
+
+        return self._plain(manage.show(self.ws, ref, recipe))
+
+    def version_diff(self, a: str, b: str, recipe: str | None) -> dict[str, Any]:
+        from ctx.versions import manage
+
+        return self._plain(manage.compare(self.ws, a, b, recipe))
+
+    def label(self, body: VersionLabelIn) -> dict[str, Any]:
+        from ctx.versions import manage
+
+        return self._plain(manage.label(self.ws, body.ref, body.label, body.recipe))
+
+    def rollback(self, body: VersionRollbackIn) -> dict[str, Any]:
+        from ctx.versions import manage
+
+        return self._plain(manage.rollback(self.ws, body.label, body.recipe))
+
+    def eval(self, body: EvalIn, progress: Callable[[int, int], None] | None = None,
+             note: Callable[[str], None] | None = None) -> dict[str, Any]:
+        from ctx.versions.evalset import from_dicts
+
+        queries = from_dicts([q.model_dump() for q in body.queries])
+        return self._plain(self.ws.evaluate(queries, body.k, body.version, body.compare, body.recipe, body.name,
+                                            progress, note))
 
     def close(self) -> None:
         self.ws.close()
@@ -185,7 +249,8 @@ class DaemonClient:
             headers={"Authorization": f"Bearer {runtime.token}", VERSION_HEADER: API_VERSION},
         )
 
-    def call(self, method: str, path: str, body: BaseModel | None = None, raw: bool = False, **params: Any) -> Any:
+    def call(self, method: str, path: str, body: BaseModel | None = None, raw: bool = False,
+             timeout: float | None = None, **params: Any) -> Any:
         """The response's JSON (or its text, with ``raw``); an error response raises its typed error."""
         import httpx
 
@@ -194,6 +259,7 @@ class DaemonClient:
                 method, path, params={k: v for k, v in params.items() if v is not None} or None,
                 content=body.model_dump_json(exclude_unset=True) if body is not None else None,
                 headers={"Content-Type": "application/json"} if body is not None else None,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
             )
         except httpx.TransportError as exc:
             raise TransientError(
@@ -271,14 +337,54 @@ class DaemonClient:
     def slo(self) -> dict[str, Any]:
         return self.call("GET", "/v1/slo")  # type: ignore[no-any-return]
 
+    def audit(self, window: str, sample: int) -> dict[str, Any]:
+        return self.call("GET", "/v1/audit", window=window, sample=sample)  # type: ignore[no-any-return]
+
+    def experiments(self) -> list[dict[str, Any]]:
+        return self.call("GET", "/v1/ab")  # type: ignore[no-any-return]
+
+    def ab_report(self, name: str, since: str) -> dict[str, Any]:
+        return self.call("GET", f"/v1/ab/{quote(name, safe='')}", since=since)  # type: ignore[no-any-return]
+
     def alerts(self, limit: int, active: bool) -> list[dict[str, Any]]:
         return self.call("GET", "/v1/alerts", limit=limit, active=active)  # type: ignore[no-any-return]
 
     def check_alerts(self) -> dict[str, Any]:
         return self.call("POST", "/v1/alerts/check")  # type: ignore[no-any-return]
 
+    def archive(self) -> dict[str, Any]:
+        return self.call("POST", "/v1/archive")  # type: ignore[no-any-return]
+
+    def versions(self, recipe: str | None) -> list[dict[str, Any]]:
+        return self.call("GET", "/v1/versions", recipe=recipe)  # type: ignore[no-any-return]
+
+    def version(self, ref: str, recipe: str | None) -> dict[str, Any]:
+        return self.call("GET", f"/v1/versions/{_segment(ref)}", recipe=recipe)  # type: ignore[no-any-return]
+
+    def version_diff(self, a: str, b: str, recipe: str | None) -> dict[str, Any]:
+        return self.call("GET", f"/v1/versions/{_segment(a)}/diff/{_segment(b)}",  # type: ignore[no-any-return]
+                         recipe=recipe)
+
+    def label(self, body: VersionLabelIn) -> dict[str, Any]:
+        return self.call("POST", "/v1/versions/label", body)  # type: ignore[no-any-return]
+
+    def rollback(self, body: VersionRollbackIn) -> dict[str, Any]:
+        return self.call("POST", "/v1/versions/rollback", body)  # type: ignore[no-any-return]
+
+    def eval(self, body: EvalIn, progress: Callable[[int, int], None] | None = None,
+             note: Callable[[str], None] | None = None) -> dict[str, Any]:
+        # One request for the whole run (and maybe a side index build): far longer than a lookup.
+        return self.call("POST", "/v1/eval", body, timeout=EVAL_TIMEOUT)  # type: ignore[no-any-return]
+
     def close(self) -> None:
         self.http.close()
+
+
+def _segment(value: str) -> str:
+    """A path segment that stays one segment, whatever the user typed (``/``, ``?``, ``%``)."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")
 
 
 class _Follower:

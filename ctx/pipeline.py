@@ -223,10 +223,12 @@ class JobRunner:
             if self.should_stop():
                 raise Stopped(job_id)
             existing = self.catalog.existing_keys(name, [key for _, key, _, _ in items])
+            docs = [(decode(key, payload, content_hash), existing.get(key)) for _, key, payload, content_hash in items]
+            # A document deleted and then recreated continues its numbering: version 1 again would overwrite
+            # the first version of its history (kept for --as-of and lineage).
+            history = self.catalog.last_versions([doc.id for doc, old in docs if old is None])
             writes: list[DocumentWrite] = []
-            for _, key, payload, content_hash in items:
-                doc = decode(key, payload, content_hash)
-                old = existing.get(key)
+            for doc, old in docs:
                 if _same(old, doc):  # written by an earlier delivery of the same content
                     summary.unchanged += 1
                     continue
@@ -234,8 +236,13 @@ class JobRunner:
                     summary.new += 1
                 else:
                     summary.changed += 1
-                writes.append(self.processor.process(doc, (old.version + 1) if old else 1))
+                version = old.version + 1 if old else history.get(doc.id, 0) + 1
+                writes.append(self.processor.process(doc, version))
             self._store(job_id, writes, [seq for seq, _, _, _ in items], summary)
+
+    def write_batch(self, job_id: str, batch: list[DocumentWrite], summary: SourceSummary) -> None:
+        """Embed and store processed documents that did not come through the queue (an --as-of snapshot)."""
+        self._store(job_id, batch, [], summary)
 
     def _store(self, job_id: str, batch: list[DocumentWrite], seqs: list[int], summary: SourceSummary) -> None:
         chunks = [c for w in batch for c in w.chunks]

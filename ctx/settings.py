@@ -184,6 +184,47 @@ class RecipeSettings(Strict):
         return {n: fixed.get(n, left / len(rest) if rest else 0.0) for n in self.providers}
 
 
+class VariantSettings(Strict):
+    """``[experiments.NAME.variants.VARIANT]``: the version a share of the traffic gets."""
+
+    version: str = Field(min_length=1, description="a version id, id prefix or label of the experiment's recipe")
+    share: float = Field(gt=0, le=1, description="the share of keys assigned to this variant")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the version is empty (give a version id, an id prefix or a label)")
+        return value.strip()
+
+
+class ExperimentSettings(Strict):
+    """``[experiments.NAME]``: an A/B test of versions of one recipe, assigned by a hash of ``key``."""
+
+    recipe: str = "default"
+    key: Literal["user", "session", "tenant"] = "user"
+    enabled: bool = True
+    metric: Literal["latency", "tokens", "cost", "drop_rate", "relevance"] = "latency"
+    min_samples: int = Field(default=30, ge=2)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    variants: dict[str, VariantSettings]
+
+    @field_validator("variants")
+    @classmethod
+    def _shares(cls, value: dict[str, VariantSettings]) -> dict[str, VariantSettings]:
+        if len(value) < 2:
+            raise ValueError("an experiment needs at least two [experiments.NAME.variants.VARIANT] tables "
+                             "(the first is the control)")
+        total = sum(v.share for v in value.values())
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"shares add up to {total:g}; they must add up to 1 or less")
+        for name in value:
+            # A plain ValueError (not _check_name's): its location already names experiments.NAME.variants.
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+                raise ValueError(f"bad variant name {name!r}: use letters, digits, '_', '-', '.'")
+        return value
+
+
 def resolve_path(value: str | Path, info: ValidationInfo, must_exist: bool = True) -> Path:
     """Paths in ctx.toml are relative to the file they are written in."""
     base = Path((info.context or {}).get("base_dir", "."))
@@ -281,6 +322,20 @@ class CacheSettings(Strict):
                                  "hot entries are refreshed")
 
     @field_validator("context_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class ArchiveSettings(Strict):
+    """The cold tier: superseded document versions move to compressed files under the home's archive/."""
+
+    enabled: bool = Field(default=True, description="archive at the end of every ingest job (ctx archive runs "
+                          "it on demand either way)")
+    keep: float = Field(default=30 * 86400.0, ge=0, description="versions superseded (by a newer one, or by "
+                        "the document's deletion) longer ago than this move to the archive")
+
+    @field_validator("keep", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -587,6 +642,7 @@ class Settings(Strict):
     assembly: AssemblySettings = AssemblySettings()
     daemon: DaemonSettings = DaemonSettings()
     cache: CacheSettings = CacheSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     pricing: PricingSettings = PricingSettings()
     slo: SloSettings = SloSettings()
     # A factory: building the default runs validators that use helpers defined below this class.
@@ -594,6 +650,7 @@ class Settings(Strict):
     sources: dict[str, SourceSettings] = {}
     providers: dict[str, ProviderSettings] = {}
     recipes: dict[str, RecipeSettings] = {}
+    experiments: dict[str, ExperimentSettings] = {}
     config_path: Path | None = Field(default=None, exclude=True)
 
     @field_validator("home", "plugins_dir", mode="before")
@@ -637,6 +694,24 @@ class Settings(Strict):
                                           f"unknown provider {ref!r} (known: {', '.join(sorted(known))})")
         return value
 
+    @field_validator("experiments")
+    @classmethod
+    def _experiments(cls, value: dict[str, ExperimentSettings], info: ValidationInfo) -> dict[str, ExperimentSettings]:
+        recipes = {"default", *info.data.get("recipes", {})}
+        running: dict[str, str] = {}
+        for name, experiment in value.items():
+            _check_name("experiments", name)
+            if experiment.recipe not in recipes:
+                raise _NamedError(f"experiments.{name}.recipe", f"unknown recipe {experiment.recipe!r} (known: "
+                                  f"{', '.join(sorted(recipes))})")
+            if experiment.enabled and experiment.recipe in running:
+                # One request, one assignment: two experiments on a recipe would each claim the same traffic.
+                raise _NamedError(f"experiments.{name}", f"recipe {experiment.recipe!r} already has experiment "
+                                  f"{running[experiment.recipe]!r} enabled")
+            if experiment.enabled:
+                running[experiment.recipe] = name
+        return value
+
     def recipe(self, name: str | None) -> tuple[str, RecipeSettings]:
         """The named recipe (or the default one); ``default`` exists even when ctx.toml has no recipes."""
         from ctx.errors import UserError
@@ -663,7 +738,10 @@ class Settings(Strict):
 
     def fingerprint(self, *sections: str) -> str:
         """A stable hash of the named sections, recorded in traces so runs can be compared."""
-        data = self.model_dump(mode="json", include=set(sections) or None, exclude={"home", "config_path"})
+        # serialize_as_any: [sources.NAME] and [providers.NAME] are plugin subclasses, whose own fields
+        # (a path, a URL, a query) a dump by the declared base type would leave out of the hash.
+        data = self.model_dump(mode="json", include=set(sections) or None, exclude={"home", "config_path"},
+                               serialize_as_any=True)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

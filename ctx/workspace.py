@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -26,10 +28,14 @@ from ctx.settings import Settings, find_config, load_settings
 from ctx.store.catalog import Catalog
 from ctx.store.jobs import JobStore
 from ctx.store.writer import InlineWriter, ThreadWriter
+from ctx.versions.asof import parse_as_of
+from ctx.versions.store import Version, VersionStore, settings_for, version_config
 
 # The shape of what L2 holds (pickled Entry, Block, Assembly): bump it when those change, so a home
 # never unpickles results written by another version of ctx.
 CACHE_FORMAT = 1
+
+log = logging.getLogger(__name__)
 
 
 class Workspace:
@@ -43,6 +49,9 @@ class Workspace:
         self.write = writer or InlineWriter()
         # Set when a job a dead process had started is found: the next job checks vectors id by id.
         self._crashed = False
+        self.origin = "cli"  # who serves this workspace's requests; the daemon says "daemon" (traces record it)
+        self._current: dict[str, Version] = {}  # recipe → its version under the settings in force
+        self._variants: dict[str, Workspace] = {}  # version id → a workspace running that version
 
     @classmethod
     def open(cls, config: str | Path | None = None, env: Mapping[str, str] | None = None) -> Workspace:
@@ -82,6 +91,8 @@ class Workspace:
         return TraceStore(self.catalog)
 
     def close(self) -> None:
+        for variant in self._variants.values():
+            variant.close()
         if "assembler" in self.__dict__:
             self.assembler.close()
         if "embedder" in self.__dict__ and self.embedder is not None:
@@ -163,15 +174,9 @@ class Workspace:
         ``source_lock`` keeps two jobs off one source at a time; ``should_stop`` ends the run between
         two batches (raising :class:`ctx.pipeline.Stopped`) when the process shuts down.
         """
-        from ctx.process.chunking import Chunker
-
         job = self.jobs.get(job_id)
         self._crashed |= job["status"] == "running"  # started by a process that died (or stopped): resumed
-        chunking = self.settings.chunking
-        processor = Processor(
-            Chunker(chunking.max_tokens, chunking.overlap_tokens, chunking.encoding),
-            self._summarizer(), chunking.encoding,
-        )
+        processor = self.processor()
         summary = IngestSummary(job_id, self._model_id(), embedding_price=self.settings.pricing.embedding)
         started = time.perf_counter()
         embed_before = self.embedder.seconds if self.embedder else 0.0
@@ -200,9 +205,36 @@ class Workspace:
                     "repaired drift left by an interrupted run: "
                     + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in repaired.items())
                 )
+        if self.settings.archive.enabled:
+            try:
+                self.archive()
+            except (OSError, sqlite3.Error) as exc:  # the job's data is written: a failed pass only waits
+                log.warning("archive pass after job %s failed: %s", job_id, exc)
+                summary.warnings.append(f"archiving superseded versions failed: {exc}")
         error = "; ".join(s.error for s in summary.sources if s.error) or None
         self.write(lambda: self.jobs.finish(job_id, "ok" if summary.ok else "partial", summary.to_dict(), error))
         return summary
+
+    def processor(self) -> Processor:
+        """What turns documents into chunks and summaries under these settings (ingest and --as-of snapshots)."""
+        from ctx.process.chunking import Chunker
+
+        chunking = self.settings.chunking
+        return Processor(Chunker(chunking.max_tokens, chunking.overlap_tokens, chunking.encoding),
+                         self._summarizer(), chunking.encoding)
+
+    def archive(self) -> dict[str, Any]:
+        """Move versions superseded longer ago than ``[archive] keep`` to the cold tier (HOME/archive/)."""
+        from ctx.store.archive import run_pass
+
+        return run_pass(self.catalog, self.home, self.settings.archive.keep, self.write).to_dict()
+
+    def at(self, as_of: str, history: Workspace | None = None) -> Workspace:
+        """This workspace over the data as it was at ``as_of`` (a UTC stamp; see ``ctx.versions.asof``),
+        read from ``history``'s catalog and archive (default: this workspace's)."""
+        from ctx.versions.asof import snapshot
+
+        return snapshot(self, as_of, history or self)
 
     def _model_id(self) -> str:
         return self.embedder.model_id if self.embedder else "none"
@@ -278,7 +310,7 @@ class Workspace:
     def request(self, query: str, budget: int | None = None, model: str | None = None, fmt: str | None = None,
                 filters: Filters | None = None, top_k: int | None = None, recipe: str | None = None,
                 user: str | None = None, session: str | None = None, params: Mapping[str, str] | None = None,
-                deadline: float | None = None) -> AssembleRequest:
+                deadline: float | None = None, as_of: str | None = None) -> AssembleRequest:
         a = self.settings.assembly
         recipe_name, chosen = self.settings.recipe(recipe)
         if budget is None:
@@ -292,28 +324,140 @@ class Workspace:
             raise UserError("the query is empty")
         return AssembleRequest(query, a.budget if budget is None else budget, model or a.model, fmt,
                                filters or Filters(), top_k or self.settings.retrieval.top_k, recipe_name, user or None,
-                               session or None, tuple(sorted((params or {}).items())), deadline)
+                               session or None, tuple(sorted((params or {}).items())), deadline,
+                               parse_as_of(as_of) if as_of else None)
 
-    def assemble(self, request: AssembleRequest, replay_of: str | None = None) -> AssembledContext:
+    def assemble(self, request: AssembleRequest, replay_of: str | None = None,
+                 version: str | None = None) -> AssembledContext:
+        """Assemble and trace one request, with ``version`` (an id, prefix or label of the request's recipe)
+        when given, else with the variant an experiment assigns, else with the settings in force."""
         from ctx.assemble.assembler import CriticalMissing
 
+        chosen, assignment = self._choose(request, version)
+        target = self.for_version(chosen)
+        if target is not self:  # the request was built with the defaults in force: give it the version's
+            from ctx.versions.experiments import rebase
+
+            request = rebase(request, self.settings, target.settings)
+        if request.as_of is not None:  # the data as it was then (read from this home's catalog and archive)
+            target = target.at(request.as_of, self)
         try:
-            context, trace = self.assembler.assemble(request, replay_of)
+            context, trace = target.assembler.assemble(request, replay_of)
         except CriticalMissing as exc:
             if exc.trace is not None:  # the failure is traced too: availability is measured from traces
-                failed = exc.trace
+                failed = self._stamp(exc.trace, chosen, assignment)
                 self.write(lambda: self.traces.write(failed))
             raise
+        self._stamp(trace, chosen, assignment)
+        context.version, context.experiment, context.variant = trace.version, trace.experiment, trace.variant
         self.write(lambda: self.traces.write(trace))  # stored before it is returned: replayable at once
         return context
+
+    def _choose(self, request: AssembleRequest, version: str | None) -> tuple[Version, Any]:
+        from ctx.versions.experiments import assign
+
+        if version is not None:
+            return self.resolve_version(version, request.recipe), None
+        assignment = assign(self.settings.experiments, request) if self.settings.experiments else None
+        if assignment is not None:
+            try:
+                chosen = self.resolve_version(assignment.ref, request.recipe)
+                self.for_version(chosen)  # its index may not be built yet (it raises then; cached after)
+                return chosen, assignment
+            except (NotFound, UserError) as exc:
+                # A variant whose label is not set (yet), or whose index is not built, must not fail the
+                # traffic it would get: those requests get the version in force and are not counted.
+                log.warning("experiment %s: variant %s: %s; serving the current version",
+                            assignment.experiment, assignment.variant, exc)
+        return self.current_version(request.recipe), None
+
+    def _stamp(self, trace: TraceRecord, version: Version, assignment: Any) -> TraceRecord:
+        trace.version, trace.origin = version.id, self.origin
+        if assignment is not None:
+            trace.experiment, trace.variant = assignment.experiment, assignment.variant
+        return trace
 
     def replay(self, trace_id: str) -> TraceRecord:
         return self.traces.get(trace_id)
 
-    def rerun(self, trace_id: str) -> tuple[AssembledContext, RerunReport]:
+    def rerun(self, trace_id: str, version: str | None = None) -> tuple[AssembledContext, RerunReport]:
+        """Re-assemble a past request against today's data, with the settings in force (or ``version``)."""
         old = self.traces.get(trace_id)
-        context = self.assemble(AssembleRequest.from_dict(old.request), replay_of=old.id)
+        request = AssembleRequest.from_dict(old.request)
+        if old.version is not None:  # its defaults were its version's: the rerun gets those in force
+            from ctx.versions.manage import rebase_past
+
+            request = rebase_past(self, request, old.version)
+        context = self.assemble(request, replay_of=old.id, version=version)
         return context, compare(old, self.traces.get(context.trace_id))
+
+    # --- versions -----------------------------------------------------------------------------------
+
+    @cached_property
+    def versions(self) -> VersionStore:
+        return VersionStore(self.catalog)
+
+    def current_version(self, recipe: str | None = None) -> Version:
+        """The version of ``recipe`` under the settings in force, stored on first use."""
+        name, _ = self.settings.recipe(recipe)
+        found = self._current.get(name)
+        if found is None:
+            config = version_config(self.settings, name)
+            found = self._current[name] = self.write(lambda: self.versions.register(name, config))
+        return found
+
+    def resolve_version(self, ref: str, recipe: str | None = None) -> Version:
+        """A stored version by id, id prefix or label; with ``recipe``, it must be one of that recipe's."""
+        if recipe is not None:
+            recipe = self.settings.recipe(recipe)[0]
+            self.current_version(recipe)  # so the settings in force can be named by their id too
+        version = self.versions.resolve(ref, recipe)
+        if recipe is not None and version.recipe != recipe:
+            raise UserError(f"version {version.id} is of recipe {version.recipe!r}, not {recipe!r}")
+        return version
+
+    def for_version(self, version: Version) -> Workspace:
+        """A workspace that runs ``version`` over this home's data (itself for the version in force).
+
+        It shares the catalog, vectors and trace store when the version chunks and embeds as the live
+        index does; otherwise its index lives apart, in versions/index-ID/ (built by ``ctx versions build``).
+        """
+        current = self.current_version(version.recipe)
+        if version.id == current.id:
+            return self
+        found = self._variants.get(version.id)
+        if found is None:
+            settings = settings_for(self.settings, version.config)
+            same_index = version.index == current.index
+            if not same_index:
+                from ctx.versions.manage import index_settings
+
+                settings = index_settings(self, version)  # its own home, the home's unpacked model
+            found = Workspace(settings, self.env, self.write)
+            shared: dict[str, Any] = {"traces": self.traces, "versions": self.versions}
+            if same_index:
+                shared.update(catalog=self.catalog, embedder=self.embedder, vectors=self.vectors)
+            found.__dict__.update(shared)
+            found.origin = self.origin
+            self._variants[version.id] = found
+        if found.home != self.home and not (found.home / "catalog.db").exists():
+            raise UserError(f"version {version.id} chunks or embeds differently from the live index: build its "
+                            f"index first (ctx versions build {version.id})")
+        return found
+
+    def index_home(self, version: Version) -> Path:
+        """Where the index of a version that chunks or embeds differently from the live one lives."""
+        return self.home / "versions" / f"index-{version.index}"
+
+    def evaluate(self, queries: list[Any], k: int = 10, version: str | None = None,
+                 compare: list[str] | None = None, recipe: str | None = None, name: str = "",
+                 progress: Callable[[int, int], None] | None = None,
+                 note: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Offline evaluation of labeled queries (``ctx.versions.evalset``) with ``version`` (default: the
+        one in force), or two versions side by side (``compare``). No trace is stored; the run is."""
+        from ctx.versions.eval import evaluate
+
+        return evaluate(self, queries, k, version, compare, recipe, name, progress, note)
 
     # --- state -------------------------------------------------------------------------------------
 
@@ -370,11 +514,36 @@ class Workspace:
 
         return cost_report(self.catalog, since)
 
+    def experiments(self) -> list[dict[str, Any]]:
+        """Configured A/B experiments, the version each variant names today, and their traffic so far."""
+        from ctx.versions.abtest import overview
+
+        return overview(self.catalog, self.settings.experiments, self._variant_version)
+
+    def ab_report(self, name: str, since: str = "30d") -> dict[str, Any]:
+        """Per-variant figures of experiment ``name`` over the last ``since``, with intervals and a verdict."""
+        from ctx.versions.abtest import report
+
+        return report(self.catalog, self.settings.experiments, name, self._variant_version, since)
+
+    def _variant_version(self, ref: str, recipe: str) -> str | None:
+        try:
+            return self.resolve_version(ref, recipe).id
+        except (NotFound, UserError):  # a label not set yet: the report shows the variant without a version
+            return None
+
     def slo(self) -> dict[str, Any]:
         """Every objective of ``[slo]`` over 1h, 1d and 7d, from the traces and the sync ledger."""
         from ctx.observe.slo import slo_report
 
         return slo_report(self.catalog, self.settings)
+
+    def audit(self, window: str = "7d", sample: int = 20) -> dict[str, Any]:
+        """The maturity-model audit (``ctx.audit``): each level's checks over the last ``window``, with
+        ``sample`` recent traces replayed and doctor run (no repair) as live probes."""
+        from ctx.audit.report import audit
+
+        return audit(self, window, sample)
 
     @cached_property
     def alerting(self) -> Any:

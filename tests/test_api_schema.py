@@ -47,7 +47,9 @@ kind = "events"
 V1_ROUTES = {
     "/v1/assemble", "/v1/search", "/v1/ingest", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/events", "/v1/traces",
     "/v1/traces/{trace_id}", "/v1/replay", "/v1/sources", "/v1/status", "/v1/quarantine", "/v1/doctor",
-    "/v1/alerts", "/v1/alerts/check",
+    "/v1/alerts", "/v1/alerts/check", "/v1/archive", "/v1/ab", "/v1/ab/{name}",
+    "/v1/audit", "/v1/eval",
+    "/v1/versions", "/v1/versions/{ref}", "/v1/versions/{a}/diff/{b}", "/v1/versions/label", "/v1/versions/rollback",
 }
 
 
@@ -160,6 +162,8 @@ def test_real_ids_conform_to_their_schema(api: Api) -> None:
     """Generated ids only ever hit 404: validate the responses for ids that exist, through the same checks."""
     # Loaded from the running app this time, the way schemathesis is meant to load it (with the token).
     loaded = schemathesis.openapi.from_asgi("/openapi.json", api.guard, headers=HEADERS)
+    with _client(api) as client:
+        version = client.get("/v1/versions").json()[0]["id"]
     cases = [
         loaded["/v1/traces/{trace_id}"]["GET"].Case(path_parameters={"trace_id": api.trace_id}),
         loaded["/v1/traces/{trace_id}"]["GET"].Case(path_parameters={"trace_id": api.trace_id[:13]}),
@@ -174,8 +178,20 @@ def test_real_ids_conform_to_their_schema(api: Api) -> None:
         loaded["/v1/ingest"]["POST"].Case(body={"sources": ["docs"]}),
         loaded["/v1/quarantine"]["GET"].Case(query={"source": "tickets", "limit": 5}),
         loaded["/v1/doctor"]["POST"].Case(body={"repair": True}),
+        loaded["/v1/eval"]["POST"].Case(body={"queries": [{"id": "q1", "query": "how do refunds work?",
+                                                            "relevant": {"billing/refunds-and-disputes.md": 2}}],
+                                               "k": 5}),
         loaded["/v1/alerts/check"]["POST"].Case(),
         loaded["/v1/alerts"]["GET"].Case(query={"limit": 5, "active": False}),
+        loaded["/v1/versions"]["GET"].Case(query={"recipe": "default"}),
+        loaded["/v1/versions/{ref}"]["GET"].Case(path_parameters={"ref": version[:6]}),
+        loaded["/v1/versions/{a}/diff/{b}"]["GET"].Case(path_parameters={"a": version, "b": version}),
+        loaded["/v1/versions/label"]["POST"].Case(body={"ref": version, "label": "prod"}),
+        loaded["/v1/versions/label"]["POST"].Case(body={"ref": version, "label": "prod", "recipe": "default"}),
+        loaded["/v1/versions/rollback"]["POST"].Case(body={"label": "prod"}),
+        loaded["/v1/versions/{ref}"]["GET"].Case(path_parameters={"ref": "prod"}),
+        loaded["/v1/audit"]["GET"].Case(query={"window": "1d", "sample": 5}),
+        loaded["/v1/ab"]["GET"].Case(),
     ]
     for case in cases:
         response = case.call_and_validate(headers=HEADERS)
@@ -215,10 +231,34 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("GET", "/v1/quarantine", {"params": {"source": "nope"}}, 400, "bad_request"),
     ("GET", "/v1/alerts", {"params": {"limit": "0"}}, 422, "invalid_request"),
     ("GET", "/v1/alerts", {"params": {"active": "maybe"}}, 422, "invalid_request"),
+    ("GET", "/v1/audit", {"params": {"window": "soon"}}, 400, "bad_request"),
+    ("GET", "/v1/audit", {"params": {"window": "0d"}}, 400, "bad_request"),
+    ("GET", "/v1/audit", {"params": {"sample": "-1"}}, 422, "invalid_request"),
     ("POST", "/v1/events", {"json": {"source": "nope", "events": [{"id": "1"}]}}, 404, "not_found"),
     ("POST", "/v1/events", {"json": {"source": "docs", "events": [{"id": "1"}]}}, 400, "bad_request"),
     ("POST", "/v1/events", {"json": {"source": "sessions", "events": []}}, 422, "invalid_request"),
     ("POST", "/v1/ingest", {"json": {"sources": ["nope"]}}, 400, "bad_request"),
+    ("POST", "/v1/eval", {"json": {"queries": []}}, 422, "invalid_request"),
+    ("POST", "/v1/eval", {"json": {"queries": [{"id": "a", "query": "refunds", "relevant": {"x": 0}}]}}, 400,
+     "bad_request"),
+    ("POST", "/v1/eval", {"json": {"queries": [{"id": "a", "query": "refunds", "relevant": ["x"]}]}}, 422,
+     "invalid_request"),
+    ("POST", "/v1/eval", {"json": {"queries": [{"id": "a", "query": "refunds", "relevant": {"x": 1}}],
+                                   "version": "nope"}}, 404, "not_found"),
+    ("GET", "/v1/ab/nope", {}, 404, "not_found"),
+    ("GET", "/v1/ab/nope", {"params": {"since": ""}}, 422, "invalid_request"),
+    ("GET", "/v1/versions", {"params": {"recipe": "nope"}}, 400, "bad_request"),
+    ("GET", "/v1/versions", {"params": {"recipe": "a b"}}, 422, "invalid_request"),
+    ("GET", "/v1/versions/nope", {}, 404, "not_found"),
+    ("GET", "/v1/versions/%25%25", {}, 422, "invalid_request"),
+    ("GET", "/v1/versions/nope/diff/nope", {}, 404, "not_found"),
+    ("POST", "/v1/versions/label", {"json": {"ref": "nope", "label": "prod"}}, 404, "not_found"),
+    ("POST", "/v1/versions/label", {"json": {"ref": "nope", "label": "9lives"}}, 422, "invalid_request"),
+    ("POST", "/v1/versions/label", {"json": {"ref": "nope"}}, 422, "invalid_request"),
+    ("POST", "/v1/versions/rollback", {"json": {"label": "nope"}}, 404, "not_found"),
+    ("POST", "/v1/versions/rollback", {"json": {"label": "prod", "recipe": "nope"}}, 400, "bad_request"),
+    ("POST", "/v1/assemble", {"json": {"query": "refunds", "version": "nope"}}, 404, "not_found"),
+    ("POST", "/v1/replay", {"json": {"trace_id": "abcdefgh", "version": "nope"}}, 400, "bad_request"),
     ("GET", "/v1/nowhere", {}, 404, "not_found"),
     ("DELETE", "/v1/status", {}, 405, "method_not_allowed"),
     ("GET", "/v1/status", {"headers": {"Authorization": "Bearer wrong"}}, 401, "unauthorized"),

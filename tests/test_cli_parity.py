@@ -50,6 +50,12 @@ tenant_field = "account"
 mode = "append"
 criticality = "enhancing"
 max_staleness = "24h"
+
+# No command passes --user: nothing is enrolled, and `ab` reports the same empty experiment either way.
+[experiments.trial]
+metric = "tokens"
+variants.prod = { version = "prod", share = 0.5 }
+variants.candidate = { version = "candidate", share = 0.5 }
 """
 
 QUERY = "how do I rotate an API key after a leak?"
@@ -93,8 +99,17 @@ COMMANDS: list[tuple[tuple[str, ...], int, str]] = [
     (("jobs",), 0, SAME),
     (("search", QUERY, "--json"), 0, EXACT),
     (("cost", "--json"), 0, SAME),
+    (("eval", str(FIXTURES / "eval" / "queries.jsonl"), "--json"), 0, SAME),  # its run id and time normalised
     (("alerts", "--all", "--json"), 0, EXACT),  # nothing past a warm-up or a bound yet: the same empty list
     (("alerts",), 0, EXACT),
+    (("ab", "list", "--json"), 0, EXACT),
+    (("ab", "report", "trial", "--json"), 0, SAME),
+    (("ab", "report", "trial"), 0, EXACT),
+    (("archive", "--json"), 0, EXACT),  # nothing superseded 30 days ago: the same empty pass
+    (("versions", "list", "--json"), 0, EXACT),  # the one version, stored by the snapshot's first assemble
+    (("versions", "list"), 0, EXACT),
+    (("versions", "show", "--json"), 0, EXACT),  # the version in force
+    (("versions", "show"), 0, EXACT),
     # Errors: the same exit code and the same one-line message on stderr.
     (("assemble", ""), 2, EXACT),
     (("search", "   ", "--json"), 2, EXACT),
@@ -102,6 +117,8 @@ COMMANDS: list[tuple[tuple[str, ...], int, str]] = [
     (("search", "x", "--source", "nope"), 2, EXACT),
     (("assemble", "q", "--budget", "-5"), 2, EXACT),
     (("assemble", "q", "--format", "yaml"), 2, EXACT),
+    (("assemble", "q", "--as-of", "2999-01-01"), 2, EXACT),
+    (("audit", "--window", "soon"), 2, EXACT),
     (("replay", "nonexistent-id"), 3, EXACT),
     (("replay", "nonexistent-id", "--rerun", "--json"), 3, EXACT),
     (("replay", "%%%%%%%%"), 3, EXACT),  # a prefix is text, not a LIKE pattern
@@ -109,6 +126,15 @@ COMMANDS: list[tuple[tuple[str, ...], int, str]] = [
     (("quarantine", "--source", "nope", "--json"), 2, EXACT),
     (("ingest", "nope", "--json"), 2, EXACT),
     (("cost", "--since", "soon"), 2, EXACT),
+    (("versions", "show", "nope"), 3, EXACT),
+    (("versions", "show", "a/b", "--json"), 2, EXACT),
+    (("versions", "rollback", "prod"), 3, EXACT),
+    (("versions", "label", "nope", "prod"), 3, EXACT),
+    (("assemble", QUERY, "--version", "nope"), 3, EXACT),
+    (("replay", FIRST, "--version", "nope"), 2, EXACT),
+    (("eval", "no-such-queries.jsonl"), 2, EXACT),
+    (("ab", "report", "nope"), 3, EXACT),
+    (("ab", "report", "trial", "--since", "soon"), 2, EXACT),
 ]
 
 

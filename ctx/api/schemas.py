@@ -7,7 +7,7 @@ output whether it ran here or in the daemon.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -55,6 +55,12 @@ class AssembleIn(FiltersIn):
                                    description="named values for record queries and http URLs")
     deadline_ms: float | None = Field(default=None, gt=0, le=600_000,
                                       description="for every provider together (default: the recipe's)")
+    version: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+                                description="a stored version of the recipe: id, id prefix or label (default: "
+                                            "the experiment's variant, else the settings in force)")
+    as_of: str | None = Field(default=None, min_length=1, max_length=64,
+                              description="assemble against the data as it was then: an ISO-8601 time or an age "
+                                          "(2h, 3d); a future or unreadable time is refused (400)")
 
 
 class SearchIn(FiltersIn):
@@ -75,10 +81,109 @@ class EventsIn(Request):
 class ReplayIn(Request):
     trace_id: str = Field(max_length=200, description="a trace id, or a unique prefix of 8+ characters")
     rerun: bool = Switch
+    version: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+                                description="with rerun: re-assemble with this version (id, id prefix or label)")
 
 
 class DoctorIn(Request):
     repair: bool = Switch
+
+
+# A version is named by its id, an id prefix or a label; a label starts with a letter (64 characters at most).
+VersionRef = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+                   description="a version id, an id prefix (4+ hex digits) or a label")
+LabelName = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+RecipeName = Field(default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+                   description="a [recipes.NAME] of ctx.toml")
+
+
+class VersionRefIn(Request):
+    """A version reference as the CLI and the routes check it, before anything is looked up."""
+
+    ref: str = VersionRef
+    recipe: str | None = RecipeName
+
+
+class VersionLabelIn(Request):
+    ref: str = VersionRef
+    label: str = LabelName
+    recipe: str | None = RecipeName
+
+
+class VersionRollbackIn(Request):
+    label: str = LabelName
+    recipe: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+                               description="default: [assembly] recipe")
+
+
+DocName = Annotated[str, Field(min_length=1, max_length=1000)]
+Grade = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class EvalQueryIn(Request):
+    id: str = Field(min_length=1, max_length=500)
+    query: str = Text
+    relevant: dict[DocName, Grade] = Field(min_length=1, max_length=10_000,
+                                           description="document id, key or source:key → grade (above 0: "
+                                                       "relevant); none above 0 is refused by the core (400)")
+
+
+class EvalIn(Request):
+    """Labeled queries sent inline (the daemon reads no client file): one version, or two (``compare``)."""
+
+    queries: list[EvalQueryIn] = Field(min_length=1, max_length=10_000)
+    name: str = Field(default="", max_length=1000, description="where the queries came from, for the record")
+    version: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+                                description="default: the version in force")
+    compare: list[Annotated[str, VersionRef]] | None = Field(default=None, min_length=2, max_length=2,
+                                                             description="two versions, side by side")
+    k: int = Field(default=10, ge=1, le=1000, description="the cutoff of recall@k")
+    recipe: str | None = RecipeName
+
+
+class VersionOut(BaseModel):
+    id: str
+    recipe: str
+    created_at: str
+    index: str = Field(description="the fingerprint of its chunking and embedding")
+    index_state: Literal["live", "built", "not built"] = Field(
+        description="live: runs on the home's index; built / not built: its side index (ctx versions build)")
+    labels: list[str]
+    current: bool = Field(description="the version in force for its recipe")
+
+
+class VersionDetailOut(VersionOut):
+    config: dict[str, Any]
+    index_home: str | None = None
+
+
+class VersionSide(BaseModel):
+    id: str
+    recipe: str
+    index: str
+    index_state: Literal["live", "built", "not built"]
+
+
+class VersionDiffOut(BaseModel):
+    a: VersionSide
+    b: VersionSide
+    changes: list[dict[str, Any]] = Field(description="each differing setting: its dotted path, from, to")
+    index_differs: bool
+    needs_side_index: list[str]
+
+
+class VersionLabelOut(BaseModel):
+    recipe: str
+    label: str
+    version: str
+    previous: str | None
+
+
+class VersionRollbackOut(BaseModel):
+    recipe: str
+    label: str
+    from_: str = Field(alias="from")
+    to: str
 
 
 class Block(BaseModel):
@@ -133,6 +238,9 @@ class AssembleOut(BaseModel):
     cache: Literal["miss", "l1", "l2", "coalesced", "off"]
     cost: float = Field(description="USD in all: context tokens at the model's price, query embedding, provider calls")
     costs: dict[str, float] = Field(description="context_usd, embedding_usd, providers_usd, total_usd")
+    version: str | None = Field(default=None, description="the configuration version (ctx versions) it used")
+    experiment: str | None = Field(default=None, description="the A/B experiment that chose that version")
+    variant: str | None = None
     timings: dict[str, float]
     context: str
 
@@ -197,6 +305,9 @@ class TraceSummary(BaseModel):
     cache: str
     status: Literal["ok", "failed"]
     cost: float
+    version: str | None = None
+    experiment: str | None = None
+    variant: str | None = None
 
 
 class TraceOut(BaseModel):
@@ -218,6 +329,9 @@ class TraceOut(BaseModel):
     cache: str
     status: Literal["ok", "failed"]
     cost: float
+    version: str | None = None
+    experiment: str | None = None
+    variant: str | None = None
     request: dict[str, Any]
     config_fingerprint: str
     encoding: str
@@ -288,6 +402,18 @@ class DoctorOut(BaseModel):
     ok: bool
     checks: list[dict[str, Any]]
     repaired: dict[str, int]
+
+
+class ArchiveOut(BaseModel):
+    """What one archive pass moved to the cold tier, and what the archive holds after it."""
+
+    moved: int = Field(description="document versions moved out of the catalog by this pass")
+    file: str | None = Field(description="the file this pass wrote under HOME/archive/ (none when nothing was due)")
+    bytes_before: int = Field(description="the moved versions as uncompressed JSON lines")
+    bytes_after: int = Field(description="the compressed file written for them")
+    orphans_removed: int = Field(description="files no manifest row named (left by an interrupted pass)")
+    archived: int = Field(description="versions in the archive in all")
+    files: int = Field(description="archive files in all")
 
 
 class Health(BaseModel):

@@ -23,17 +23,23 @@ class AssembleRequest:
     session: str | None = None
     params: tuple[tuple[str, str], ...] = ()
     deadline: float | None = None  # seconds; None: the recipe's, else [assembly] deadline
+    as_of: str | None = None  # a UTC stamp: assemble against the data as it was then (--as-of)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "budget": self.budget, "model": self.model, "format": self.format,
-                "filters": self.filters.to_dict(), "top_k": self.top_k, "recipe": self.recipe, "user": self.user,
-                "session": self.session, "params": dict(self.params), "deadline": self.deadline}
+        data: dict[str, Any] = {
+            "query": self.query, "budget": self.budget, "model": self.model, "format": self.format,
+            "filters": self.filters.to_dict(), "top_k": self.top_k, "recipe": self.recipe, "user": self.user,
+            "session": self.session, "params": dict(self.params), "deadline": self.deadline,
+        }
+        if self.as_of is not None:  # only when set: older traces' requests and cache keys stay byte-identical
+            data["as_of"] = self.as_of
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AssembleRequest:
         return cls(data["query"], data["budget"], data["model"], data["format"], Filters(**data.get("filters", {})),
                    data.get("top_k", 20), data.get("recipe", "default"), data.get("user"), data.get("session"),
-                   tuple(sorted((data.get("params") or {}).items())), data.get("deadline"))
+                   tuple(sorted((data.get("params") or {}).items())), data.get("deadline"), data.get("as_of"))
 
     def for_providers(self) -> ContextRequest:
         f = self.filters
@@ -80,6 +86,9 @@ class AssembledContext:
     cache: str = "off"
     cost: float = 0.0
     costs: dict[str, float] = field(default_factory=dict)
+    version: str | None = None  # the configuration version it was assembled with (set by the workspace)
+    experiment: str | None = None
+    variant: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +107,7 @@ class AssembledContext:
             ],
             "degradations": [d.to_dict() for d in self.degradations],
             "providers": self.providers, "cache": self.cache, "cost": self.cost, "costs": self.costs,
+            "version": self.version, "experiment": self.experiment, "variant": self.variant,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "context": self.rendered,
         }

@@ -30,9 +30,12 @@ def _root(
 
 
 def _register() -> None:
-    from ctx.cli import admin, alerts, bench, daemon, dash, demo, ingest, observe, query, traces
+    from ctx.cli import ab, admin, alerts, archive, bench, daemon, dash, demo, ingest, observe, query, traces, versions
+    from ctx.cli import audit as maturity  # apart: the line above is full
+    from ctx.cli import eval as evaluation  # not `eval`: that is a builtin
 
-    for module in (admin, ingest, query, traces, observe, alerts, dash, daemon, demo, bench):
+    for module in (admin, ingest, query, traces, observe, alerts, dash, daemon, demo, bench, versions, ab, archive,
+                   evaluation, maturity):
         module.register(app)
 
 

@@ -67,6 +67,10 @@ def register(app: typer.Typer) -> None:
                                         "(repeatable)."),
         deadline: str = typer.Option(None, "--deadline", help="For all providers together, e.g. 300ms (default: "
                                      "the recipe's, else [assembly] deadline)."),
+        version: str = typer.Option(None, "--version", help="A stored version of the recipe: id, id prefix or "
+                                    "label (see ctx versions list; default: the settings in force)."),
+        as_of: str = typer.Option(None, "--as-of", help="Against the data as it was then: an ISO-8601 time "
+                                  "(UTC unless it has an offset) or an age such as 2h or 3d."),
         as_json: bool = typer.Option(False, "--json", help="Blocks with provenance, scores, tokens, degradations."),
     ) -> None:
         """Assemble a token-budgeted context window from a recipe's providers and log it as a replayable trace.
@@ -91,7 +95,7 @@ def register(app: typer.Typer) -> None:
         context = client(ctx).assemble(build(
             AssembleIn, query=query, budget=budget, model=model, format=fmt, sources=source or None, tenant=tenant,
             path=path, top_k=top_k, recipe=recipe, user=user, session=session, params=params,
-            deadline_ms=deadline_ms,
+            deadline_ms=deadline_ms, version=version, as_of=as_of,
         ))
         if as_json:
             print_json(context)

@@ -14,16 +14,21 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         trace_id: str = typer.Argument(..., help="Trace id (or a unique prefix of 8+ characters)."),
         rerun: bool = typer.Option(False, "--rerun", help="Assemble the same request on today's data and diff."),
+        version: str = typer.Option(None, "--version", help="With --rerun: re-assemble with this version (id, id "
+                                    "prefix or label; see ctx versions list)."),
         as_json: bool = typer.Option(False, "--json", help="The whole trace (or the rerun report) as JSON."),
     ) -> None:
         """Print exactly the context a past request got, or re-run it and show what changed.
 
-        Example: ctx replay 0193a1b2-... --rerun
+        Example: ctx replay 0193a1b2-... --rerun --version candidate
         """
         from ctx.api.schemas import ReplayIn
         from ctx.client import build
+        from ctx.errors import UserError
 
-        result = client(ctx).replay(build(ReplayIn, trace_id=trace_id, rerun=rerun))
+        if version is not None and not rerun:
+            raise UserError("--version needs --rerun: a replay prints the stored bytes, a rerun re-assembles")
+        result = client(ctx).replay(build(ReplayIn, trace_id=trace_id, rerun=rerun, version=version))
         if as_json:
             print_json(result)
             return

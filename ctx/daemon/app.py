@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -25,11 +25,13 @@ from ctx.api.schemas import (
     VERSION_HEADER,
     AlertCheckOut,
     AlertOut,
+    ArchiveOut,
     AssembleIn,
     AssembleOut,
     DoctorIn,
     DoctorOut,
     ErrorOut,
+    EvalIn,
     EventsIn,
     EventsOut,
     Health,
@@ -43,6 +45,13 @@ from ctx.api.schemas import (
     StatusOut,
     TraceOut,
     TraceSummary,
+    VersionDetailOut,
+    VersionDiffOut,
+    VersionLabelIn,
+    VersionLabelOut,
+    VersionOut,
+    VersionRollbackIn,
+    VersionRollbackOut,
     describe,
 )
 from ctx.daemon.service import Service
@@ -197,7 +206,7 @@ def create_app(service: Service, token: str) -> ASGIApp:
         """Assemble a token-budgeted context window; it is stored as a replayable trace."""
         started = time.perf_counter()
         out = core.assemble(body)
-        service.metrics.record_assembly(out, service.ws.assembler.fingerprint, time.perf_counter() - started)
+        service.metrics.record_assembly(out, time.perf_counter() - started)
         return _json(out)
 
     @app.post("/v1/search", response_model=list[HitOut], tags=["context"])
@@ -253,6 +262,11 @@ def create_app(service: Service, token: str) -> ASGIApp:
     def doctor(body: DoctorIn) -> dict[str, Any]:
         return core.doctor(body)
 
+    @app.post("/v1/archive", response_model=ArchiveOut, tags=["state"])
+    def archive() -> dict[str, Any]:
+        """Move document versions superseded longer ago than [archive] keep to the cold tier."""
+        return core.archive()
+
     @app.get("/v1/cost", tags=["observe"])
     def cost(since: str = Query("7d", min_length=1, max_length=20, description="a duration: 1h, 24h, 7d, 30d")
              ) -> dict[str, Any]:
@@ -264,6 +278,24 @@ def create_app(service: Service, token: str) -> ASGIApp:
         """Each objective over 1h, 1d and 7d: SLI, error budget left and burn rate."""
         return core.slo()
 
+    @app.get("/v1/audit", tags=["observe"])
+    def audit(window: str = Query("7d", min_length=1, max_length=20, description="a duration: 1h, 24h, 7d, 30d"),
+              sample: int = Query(20, ge=0, le=1000, description="recent traces replayed by the probe")
+              ) -> dict[str, Any]:
+        """The maturity-model audit: every level's checks (pass, warn, fail) with evidence, the level reached."""
+        return core.audit(window, sample)
+
+    @app.get("/v1/ab", tags=["versions"])
+    def experiments() -> list[dict[str, Any]]:
+        """The configured A/B experiments, the version each variant names today, and their traffic so far."""
+        return core.experiments()
+
+    @app.get("/v1/ab/{name:path}", tags=["versions"])
+    def ab_report(name: str, since: str = Query("30d", min_length=1, max_length=20,
+                                                description="a duration: 1h, 24h, 7d, 30d")) -> dict[str, Any]:
+        """An experiment's per-variant figures with confidence intervals, and the verdict on its metric."""
+        return core.ab_report(name, since)
+
     @app.get("/v1/alerts", response_model=list[AlertOut], tags=["observe"])
     def alerts(limit: int = Query(50, ge=1, le=10000),
                active: bool = Query(False, description="only firing alerts")) -> list[dict[str, Any]]:
@@ -274,6 +306,48 @@ def create_app(service: Service, token: str) -> ASGIApp:
     def check_alerts() -> dict[str, Any]:
         """Evaluate every alert rule now, take the escalation steps that are due and deliver them."""
         return service.check_alerts()
+
+    # Versions: the same pattern as the CLI checks (ctx.api.schemas.VersionRefIn), so odd text is a 422 here
+    # and the same one-line error there, never a lookup.
+    ref_pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+    recipe_query = Query(None, min_length=1, max_length=200, pattern=ref_pattern,
+                         description="a [recipes.NAME] of ctx.toml")
+
+    @app.get("/v1/versions", response_model=list[VersionOut], tags=["versions"])
+    def versions(recipe: str | None = recipe_query) -> list[dict[str, Any]]:
+        """Every stored version, newest first, with its labels and whether it is the one in force."""
+        return core.versions(recipe)
+
+    # The fixed paths first: /v1/versions/{ref} would match them too (so those two names are not labels).
+    @app.post("/v1/versions/label", response_model=VersionLabelOut, tags=["versions"])
+    def label(body: VersionLabelIn) -> dict[str, Any]:
+        """Point a label at a version (in the version's recipe); says where it pointed before."""
+        return core.label(body)
+
+    @app.post("/v1/versions/rollback", response_model=VersionRollbackOut, tags=["versions"])
+    def rollback(body: VersionRollbackIn) -> dict[str, Any]:
+        """Move a label back to the version it pointed at before its last move."""
+        return core.rollback(body)
+
+    @app.post("/v1/eval", tags=["versions"])
+    def evaluate(body: EvalIn) -> dict[str, Any]:
+        """Offline evaluation of labeled queries sent inline: recall@k, MRR, nDCG@10 and token efficiency
+        of one version, or (``compare``) of two side by side. No trace is stored; the run is."""
+        return core.eval(body)
+
+    @app.get("/v1/versions/{ref}", response_model=VersionDetailOut, tags=["versions"])
+    def version(ref: str = Path(min_length=1, max_length=200, pattern=ref_pattern,
+                                description="a version id, an id prefix (4+ hex digits) or a label"),
+                recipe: str | None = recipe_query) -> dict[str, Any]:
+        """One version in full: its configuration, labels, index id and index state."""
+        return core.version(ref, recipe)
+
+    @app.get("/v1/versions/{a}/diff/{b}", response_model=VersionDiffOut, tags=["versions"])
+    def version_diff(a: str = Path(min_length=1, max_length=200, pattern=ref_pattern),
+                     b: str = Path(min_length=1, max_length=200, pattern=ref_pattern),
+                     recipe: str | None = recipe_query) -> dict[str, Any]:
+        """The settings that differ between two versions, and whether their indexes differ."""
+        return core.version_diff(a, b, recipe)
 
     return Guard(app, token, settings.allowed_hosts, settings.max_body_bytes, service)
 

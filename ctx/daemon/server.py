@@ -102,6 +102,7 @@ def serve(settings: Settings, env: Mapping[str, str]) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     writer = ThreadWriter()
     ws = Workspace(settings, env, writer)
+    ws.origin = "daemon"  # traces say who served them: the audit looks for a context service
     sock, address = _bind(settings.daemon, home)
     try:
         started = time.perf_counter()

@@ -148,8 +148,9 @@ class Metrics:
         self.watch_state(AssemblyCollector(lambda: ws.assembler.describe() if "assembler" in ws.__dict__ else None))
         self.watch_state(AlertsCollector(ws.alert_counts))
 
-    def record_assembly(self, out: dict[str, Any], fingerprint: str, seconds: float) -> None:
-        self.assembly_seconds.labels(out["recipe"], fingerprint).observe(seconds)
+    def record_assembly(self, out: dict[str, Any], seconds: float) -> None:
+        # version: the configuration version (ctx versions) that served it, so an A/B split shows per variant
+        self.assembly_seconds.labels(out["recipe"], out.get("version") or "").observe(seconds)
         self.assembly_tokens.observe(out["tokens"])
         self.assembly_cost.labels(out["recipe"]).observe(out["cost"])
         self.context_cache.labels(out["recipe"], out["cache"]).inc()

@@ -46,6 +46,10 @@ class TraceRecord:
     costs: dict[str, float] = field(default_factory=dict)  # context_usd, embedding_usd, providers_usd, total_usd
     status: str = "ok"  # ok | failed (a critical provider gave nothing: no context was returned)
     error: str | None = None
+    version: str | None = None  # the configuration version (ctx.versions) the context was assembled with
+    experiment: str | None = None  # the A/B experiment that chose the version, and its variant
+    variant: str | None = None
+    origin: str = "cli"  # who served it: daemon | cli
 
     @property
     def tenant(self) -> str | None:
@@ -80,6 +84,7 @@ class TraceRecord:
             "kept": kept, "candidates": len(self.candidates), "degradations": len(self.degradations),
             "total_ms": round(self.timings.get("total_ms", 0.0), 2), "replay_of": self.replay_of,
             "recipe": self.recipe, "cache": self.cache, "status": self.status, "cost": self.cost,
+            "version": self.version, "experiment": self.experiment, "variant": self.variant,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +122,8 @@ class TraceStore:
                 "tenant": trace.tenant, "error": trace.error, "total_ms": trace.timings.get("total_ms", 0.0),
                 "complete": int(trace.complete), "relevance": trace.relevance,
                 "ledger": json.dumps(usage(trace.candidates, trace.degradations)),
+                "version": trace.version, "experiment": trace.experiment, "variant": trace.variant,
+                "origin": trace.origin,
             }
         )
 
@@ -150,7 +157,8 @@ def _from_row(row: dict[str, Any]) -> TraceRecord:
         replay_of=row["replay_of"], recipe=row.get("recipe") or "default",
         providers=json.loads(row.get("providers") or "{}"), cache=row.get("cache") or "off",
         cost=row.get("cost") or 0.0, costs=json.loads(row.get("costs") or "{}"),
-        status=row.get("status") or "ok", error=row.get("error"),
+        status=row.get("status") or "ok", error=row.get("error"), version=row.get("version"),
+        experiment=row.get("experiment"), variant=row.get("variant"), origin=row.get("origin") or "cli",
     )
 
 

@@ -119,6 +119,19 @@ class Catalog:
                 out[key] = Existing(doc_id, content_hash, version)
         return out
 
+    def last_versions(self, doc_ids: list[str]) -> dict[str, int]:
+        """The highest version ever stored per document: kept in document_versions or archived."""
+        out: dict[str, int] = {}
+        for i in range(0, len(doc_ids), 400):
+            part = doc_ids[i : i + 400]
+            marks = ",".join("?" * len(part))
+            for doc_id, version in self.db.execute(
+                f"select doc_id, max(version) from (select doc_id, version from document_versions where doc_id in "
+                f"({marks}) union all select doc_id, version from archived_versions where doc_id in ({marks})) "
+                "group by doc_id", [*part, *part]):
+                out[doc_id] = int(version)
+        return out
+
     def write_documents(self, run_id: str, writes: list[DocumentWrite]) -> list[str]:
         """Write documents, their versions and chunks in one transaction; returns replaced chunk ids."""
         stamp = now_iso()
@@ -149,7 +162,7 @@ class Catalog:
                         "doc_id": w.doc.id, "version": w.version, "source": w.doc.source, "key": w.doc.key,
                         "content_hash": w.doc.content_hash, "title": w.doc.title, "text": w.doc.text,
                         "metadata": json.dumps(w.doc.metadata, default=str), "run_id": run_id,
-                        "created_at": stamp,
+                        "created_at": stamp, "tenant": w.doc.tenant, "format": w.doc.format,
                     }
                     for w in writes
                 ),

@@ -177,3 +177,58 @@ def m006_alerts(db: Database) -> None:
     )
     db.table("alert_notifications").create_index(["status"])
     db.table("alert_notifications").create_index(["alert_id"])
+
+
+@migrations()
+def m007_versions_experiments_eval_archive(db: Database) -> None:
+    # Configuration versions: the effective chunking, embedding, retrieval and assembly settings of one
+    # recipe, stored once under their fingerprint and never changed. Labels point at versions per recipe;
+    # every move of a label is kept, so a rollback knows where the label was before.
+    db.table("versions").create({"id": str, "recipe": str, "config": str, "created_at": str}, pk="id")
+    db.table("version_labels").create(
+        {"recipe": str, "label": str, "version": str, "updated_at": str}, pk=("recipe", "label"))
+    db.table("label_moves").create(
+        {"id": int, "recipe": str, "label": str, "version": str, "previous": str, "action": str, "at": str},
+        pk="id",
+    )
+    db.table("label_moves").create_index(["recipe", "label", "id"])
+    # What a trace was assembled with and why: the version, the experiment and variant that chose it,
+    # and who served it (daemon or cli).
+    traces = db.table("traces")
+    for column in ("version", "experiment", "variant", "origin"):
+        traces.add_column(column, str)
+    traces.create_index(["experiment", "variant"])
+    # Offline evaluation runs: per version, the aggregate metrics over one queries file.
+    db.table("eval_runs").create(
+        {"id": str, "created_at": str, "version": str, "recipe": str, "queries": str, "queries_sha256": str,
+         "k": int, "count": int, "metrics": str},
+        pk="id",
+    )
+    db.table("eval_runs").create_index(["version", "created_at"])
+    # Old document versions move to the cold tier (compressed files under archive/); this manifest says
+    # which file holds each one, so an archived version can still be read and --as-of still sees it.
+    db.table("archived_versions").create(
+        {"doc_id": str, "version": int, "source": str, "key": str, "tenant": str, "file": str,
+         "created_at": str, "superseded_at": str, "deleted_at": str},
+        pk=("doc_id", "version"),
+    )
+    db.table("archived_versions").create_index(["created_at"])
+    # A version's tenant and format, so the data as it was (--as-of) keeps tenant isolation and is chunked
+    # the way it was, even after the document itself is gone.
+    versions = db.table("document_versions")
+    versions.add_column("tenant", str)
+    versions.add_column("format", str)
+    db.execute(
+        "update document_versions set tenant = (select d.tenant from documents d where d.id = doc_id), "
+        "format = (select d.format from documents d where d.id = doc_id)"
+    )
+    versions.create_index(["created_at"])
+
+
+@migrations()
+def m008_document_version_lineage(db: Database) -> None:
+    # Which versions are superseded, and since when, is read at the end of every ingest job (the archive
+    # pass) and for every --as-of request: a covering index in (doc_id, created_at) order answers both
+    # from a small index scan, without reading the versions' text.
+    db.execute("create index if not exists document_versions_lineage on document_versions "
+               "(doc_id, created_at, version, deleted_at, tenant, source, format)")

@@ -1,0 +1,130 @@
+"""``ctx eval``: offline evaluation of labeled queries, one version or two side by side."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ctx.cli._output import err, print_json
+from ctx.cli._ws import client
+
+LABELS = {"recall_at_k": "recall@{k}", "mrr": "MRR", "ndcg_at_10": "nDCG@10", "token_efficiency": "token efficiency"}
+BAR_FROM = 20  # queries: below this a run is over before a bar is worth drawing
+
+
+@contextmanager
+def _bar(total: int, quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on an interactive stderr for runs of many queries; nothing otherwise."""
+    if quiet or total < BAR_FROM or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("  queries"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task("queries", total=total)
+        yield lambda done, _total: bar.update(task, completed=done)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_(
+        ctx: typer.Context,
+        queries_file: Path = typer.Argument(..., help="Labeled queries: JSONL lines with query and relevant (and "
+                                                      "an optional id), or BEIR queries.jsonl with --qrels."),
+        qrels: Path | None = typer.Option(None, "--qrels", help="BEIR/TREC judgements: query-id, corpus-id, score."),
+        version: str | None = typer.Option(None, "--version",
+                                           help="A stored version: id, id prefix or label (default: in force)."),
+        compare: tuple[str, str] | None = typer.Option(None, "--compare", metavar="V1 V2",
+                                                       help="Run two versions on the same queries, side by side."),
+        k: int = typer.Option(10, "--k", min=1, max=1000, help="The cutoff of recall@k."),
+        recipe: str | None = typer.Option(None, "--recipe", "-r",
+                                          help="A recipe of ctx.toml (default: the assembly recipe)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the run (or the comparison) as JSON."),
+    ) -> None:
+        """Score retrieval and context on labeled queries: recall@k, MRR, nDCG@10 and token efficiency.
+
+        Each query is assembled with the version as a real request is, but no trace is stored (evaluation
+        counts toward no SLO, cost or experiment); the run is kept, for `ctx ab report` and `ctx audit`.
+        A version that chunks or embeds differently gets its side index built first.
+
+        Example: ctx eval fixtures/eval/queries.jsonl --compare prod candidate
+        """
+        from ctx.api.schemas import EvalIn
+        from ctx.client import build
+        from ctx.versions.evalset import load
+
+        queries = load(queries_file, qrels)
+        name = str(queries_file) if qrels is None else f"{queries_file} (qrels {qrels})"
+        pair = list(compare) if compare else []
+        body = build(EvalIn, queries=[q.to_dict() for q in queries], name=name, version=version,
+                     compare=pair or None, k=k, recipe=recipe)
+        backend = client(ctx)
+        total = len(queries) * (2 if pair else 1)
+        if backend.mode == "daemon" and not as_json:
+            err(f"[dim]evaluating {len(queries)} queries in the daemon[/]")
+        with _bar(total, as_json) as progress:
+            result = backend.eval(body, progress, lambda message: err(f"[dim]{message}[/]"))
+        if as_json:
+            print_json(result)
+        elif "comparison" in result:
+            _print_comparison(result)
+        else:
+            _print_run(result)
+
+
+def _label(metric: str, k: int) -> str:
+    return LABELS[metric].format(k=k)
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    print(f"version {run['version']} · recipe {run['recipe']} · {run['count']} queries · {run['queries']}")
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for metric, value in run["metrics"].items():
+        table.add_row(_label(metric, run["k"]), f"{value:.4f}")
+    Console().print(table)
+    _misses(run)
+
+
+def _misses(run: dict[str, Any]) -> None:
+    missed = [r["id"] for r in run["results"] if r["first_relevant"] is None]
+    if missed:
+        err(f"no relevant document retrieved for {len(missed)} of {run['count']}: {', '.join(missed[:20])}"
+            + (" ..." if len(missed) > 20 else ""))
+    failed = [r for r in run["results"] if r["error"]]
+    for r in failed[:5]:
+        err(f"[yellow]query {r['id']} got no context:[/] {r['error']}")
+    err(f"[dim]eval run {run['id']} stored (queries sha256 {run['queries_sha256'][:12]})[/]")
+
+
+def _print_comparison(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    a, b = result["a"], result["b"]
+    print(f"A {a['version']} · B {b['version']} · recipe {a['recipe']} · {result['count']} queries · {a['queries']}")
+    table = Table(caption="Δ = B - A; 95% interval and p from a paired bootstrap over the queries",
+                  caption_justify="left")
+    for column in ("metric", "A", "B", "Δ", "95% CI", "p", "verdict"):
+        table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
+    for row in result["comparison"]:
+        if row["significant"]:
+            verdict = "[green]B better[/]" if row["delta"] > 0 else "[red]B worse[/]"
+        else:
+            verdict = "[dim]not significant[/]"
+        table.add_row(_label(row["metric"], result["k"]), f"{row['a']:.4f}", f"{row['b']:.4f}",
+                      f"{row['delta']:+.4f}", f"[{row['low']:+.3f}, {row['high']:+.3f}]", f"{row['p_value']:.3f}",
+                      verdict)
+    Console().print(table)
+    err(f"[dim]eval runs {a['id']} (A) and {b['id']} (B) stored[/]")

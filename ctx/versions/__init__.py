@@ -1,0 +1,1 @@
+"""Configuration versions, labels, A/B experiments and offline evaluation."""
