@@ -22,7 +22,7 @@ from ctx.models import Document, Record, Rejected
 from ctx.process.chunking import Chunker
 from ctx.process.embedding import CachedEmbedder
 from ctx.process.tokens import count_tokens
-from ctx.store.catalog import Catalog, DocumentWrite, now_iso
+from ctx.store.catalog import Catalog, DocumentWrite, Existing, now_iso
 from ctx.store.jobs import JobStore
 from ctx.store.vectors import VectorStore, metadata_for
 
@@ -94,13 +94,20 @@ class Processor:
     chunker: Chunker
     summarize: Callable[[str, str], str]
     encoding: str
+    fingerprint: str | None = None  # of the chunking and enrichment settings: stored with each document
 
     def process(self, doc: Document, version: int) -> DocumentWrite:
         chunks = self.chunker.chunk(doc.id, doc.text)
         return DocumentWrite(
             doc=doc, version=version, summary=self.summarize(doc.title, doc.text), chunks=chunks,
-            token_count=count_tokens(doc.text, self.encoding),
+            token_count=count_tokens(doc.text, self.encoding), processed_with=self.fingerprint,
         )
+
+    def same(self, old: Existing | None, doc: Document) -> bool:
+        """Nothing to do: stored with this content, and chunked and enriched the way these settings would."""
+        if old is None or old.content_hash != doc.content_hash:
+            return False
+        return old.processed_with is None or self.fingerprint is None or old.processed_with == self.fingerprint
 
 
 class Stopped(Exception):
@@ -174,7 +181,7 @@ class JobRunner:
             todo: list[tuple[str, bytes, str]] = []
             unchanged: list[tuple[str, str]] = []
             for d in docs:
-                if _same(existing.get(d.key), d):
+                if self.processor.same(existing.get(d.key), d):
                     unchanged.append((d.key, d.content_hash))
                 else:
                     todo.append(encode(d))
@@ -229,7 +236,7 @@ class JobRunner:
             history = self.catalog.last_versions([doc.id for doc, old in docs if old is None])
             writes: list[DocumentWrite] = []
             for doc, old in docs:
-                if _same(old, doc):  # written by an earlier delivery of the same content
+                if self.processor.same(old, doc):  # written by an earlier delivery of the same content
                     summary.unchanged += 1
                     continue
                 if old is None:
@@ -294,10 +301,6 @@ def check(item: Record | Rejected, source: str, settings: Any) -> Document | tup
         return item.key, item.reason, item.raw
     doc = validate(item, source, settings)
     return (item.key, doc, _preview(item)) if isinstance(doc, str) else doc
-
-
-def _same(old: Any, doc: Document) -> bool:
-    return old is not None and old.content_hash == doc.content_hash
 
 
 def _guarded(items: Iterator[Record | Rejected], name: str) -> Iterator[Record | Rejected]:

@@ -221,7 +221,7 @@ class Workspace:
 
         chunking = self.settings.chunking
         return Processor(Chunker(chunking.max_tokens, chunking.overlap_tokens, chunking.encoding),
-                         self._summarizer(), chunking.encoding)
+                         self._summarizer(), chunking.encoding, self.settings.fingerprint("chunking", "enrichment"))
 
     def archive(self) -> dict[str, Any]:
         """Move versions superseded longer ago than ``[archive] keep`` to the cold tier (HOME/archive/)."""
@@ -311,19 +311,19 @@ class Workspace:
                 filters: Filters | None = None, top_k: int | None = None, recipe: str | None = None,
                 user: str | None = None, session: str | None = None, params: Mapping[str, str] | None = None,
                 deadline: float | None = None, as_of: str | None = None) -> AssembleRequest:
-        a = self.settings.assembly
-        recipe_name, chosen = self.settings.recipe(recipe)
-        if budget is None:
-            budget = chosen.budget
-        fmt = fmt or a.format
+        from ctx.versions.experiments import request_defaults
+
+        recipe_name, _ = self.settings.recipe(recipe)
+        defaults = request_defaults(self.settings, recipe_name)  # one place: a version's request is rebased on it
+        fmt = fmt or defaults["format"]
         if fmt not in plugins.renderers():
             raise UserError(f"unknown format {fmt!r} (known: {', '.join(sorted(plugins.renderers()))})")
         if budget is not None and budget < 0:
             raise UserError("--budget must be 0 or more")
         if not query.strip():
             raise UserError("the query is empty")
-        return AssembleRequest(query, a.budget if budget is None else budget, model or a.model, fmt,
-                               filters or Filters(), top_k or self.settings.retrieval.top_k, recipe_name, user or None,
+        return AssembleRequest(query, defaults["budget"] if budget is None else budget, model or defaults["model"],
+                               fmt, filters or Filters(), top_k or defaults["top_k"], recipe_name, user or None,
                                session or None, tuple(sorted((params or {}).items())), deadline,
                                parse_as_of(as_of) if as_of else None)
 

@@ -267,6 +267,19 @@ def test_a_version_that_chunks_differently_runs_once_its_index_is_built(write_co
     assert "nothing to build" in nothing.stderr
 
 
+def test_changing_the_chunking_re_chunks_unchanged_documents_at_the_next_ingest(
+        write_config: Any, policy: Path, docs_dir: Path, ctx_cli: Any) -> None:
+    """The live index follows the settings in force: same content, new chunking, new chunks."""
+    coarse = config(write_config)
+    first = ctx_cli("--config", str(coarse), "ingest", "--json").json()["totals"]
+    fine = config(write_config, "[chunking]\nmax_tokens = 64\noverlap_tokens = 8\n")
+    again = ctx_cli("--config", str(fine), "ingest", "--json").json()["totals"]
+    assert (again["changed"], again["unchanged"]) == (first["new"], 0)
+    live = ctx_cli("--config", str(fine), "assemble", QUERY, "--json").json()
+    assert live["blocks"] and max(b["tokens"] for b in live["blocks"]) <= 64
+    assert ctx_cli("--config", str(fine), "ingest", "--json").json()["totals"]["unchanged"] == first["new"]
+
+
 # --- through the daemon -----------------------------------------------------------------------------
 
 

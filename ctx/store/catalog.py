@@ -29,6 +29,7 @@ class Existing:
     id: str
     content_hash: str
     version: int
+    processed_with: str | None = None
 
 
 @dataclass(slots=True)
@@ -40,6 +41,7 @@ class DocumentWrite:
     summary: str
     chunks: list[Chunk]
     token_count: int
+    processed_with: str | None = None  # the fingerprint of the chunking and enrichment that made the chunks
 
 
 class Catalog:
@@ -104,19 +106,19 @@ class Catalog:
 
     def existing(self, source: str) -> dict[str, Existing]:
         rows = self.db.execute(
-            "select key, id, content_hash, version from documents where source = ?", [source]
+            "select key, id, content_hash, version, processed_with from documents where source = ?", [source]
         ).fetchall()
-        return {key: Existing(doc_id, content_hash, version) for key, doc_id, content_hash, version in rows}
+        return {r[0]: Existing(*r[1:]) for r in rows}
 
     def existing_keys(self, source: str, keys: list[str]) -> dict[str, Existing]:
         out: dict[str, Existing] = {}
         for i in range(0, len(keys), 500):
             part = keys[i : i + 500]
-            for key, doc_id, content_hash, version in self.db.execute(
-                "select key, id, content_hash, version from documents where source = ? and key in (%s)"
-                % ",".join("?" * len(part)), [source, *part],
+            for key, *rest in self.db.execute(
+                "select key, id, content_hash, version, processed_with from documents where source = ? and key in "
+                "(%s)" % ",".join("?" * len(part)), [source, *part],
             ):
-                out[key] = Existing(doc_id, content_hash, version)
+                out[key] = Existing(*rest)
         return out
 
     def last_versions(self, doc_ids: list[str]) -> dict[str, int]:
@@ -146,7 +148,7 @@ class Catalog:
                         "title": w.doc.title, "format": w.doc.format, "content_hash": w.doc.content_hash,
                         "version": w.version, "summary": w.summary, "token_count": w.token_count,
                         "chunk_count": len(w.chunks), "metadata": json.dumps(w.doc.metadata, default=str),
-                        "updated_at": stamp, "run_id": run_id,
+                        "updated_at": stamp, "run_id": run_id, "processed_with": w.processed_with,
                     }
                     for w in writes
                 ),

@@ -232,3 +232,10 @@ def m008_document_version_lineage(db: Database) -> None:
     # from a small index scan, without reading the versions' text.
     db.execute("create index if not exists document_versions_lineage on document_versions "
                "(doc_id, created_at, version, deleted_at, tenant, source, format)")
+
+
+@migrations()
+def m009_documents_processed_with(db: Database) -> None:
+    # The chunking and enrichment a document's chunks were made with: a change of either re-processes the
+    # document at the next ingest even though its content is the same (NULL, from before: taken as current).
+    db.table("documents").add_column("processed_with", str)
