@@ -344,7 +344,7 @@ class DaemonClient:
         return self.call("GET", "/v1/ab")  # type: ignore[no-any-return]
 
     def ab_report(self, name: str, since: str) -> dict[str, Any]:
-        return self.call("GET", f"/v1/ab/{quote(name, safe='')}", since=since)  # type: ignore[no-any-return]
+        return self.call("GET", f"/v1/ab/{_segment(name)}", since=since)  # type: ignore[no-any-return]
 
     def alerts(self, limit: int, active: bool) -> list[dict[str, Any]]:
         return self.call("GET", "/v1/alerts", limit=limit, active=active)  # type: ignore[no-any-return]
@@ -382,8 +382,6 @@ class DaemonClient:
 
 def _segment(value: str) -> str:
     """A path segment that stays one segment, whatever the user typed (``/``, ``?``, ``%``)."""
-    from urllib.parse import quote
-
     return quote(value, safe="")
 
 

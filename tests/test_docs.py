@@ -107,3 +107,22 @@ def test_every_experiment_setting_is_in_the_example() -> None:
     fields = [*ExperimentSettings.model_fields, *VariantSettings.model_fields]
     assert not [n for n in fields if not _documented(n)]
     assert "[experiments." in EXAMPLE and ".variants." in EXAMPLE
+
+
+def test_help_texts_keep_their_setting_names() -> None:
+    """Help is rendered as rich markup: an unescaped ``[slo]`` would vanish from `ctx slo --help`."""
+    import click
+    import typer.main
+
+    from ctx.cli import app
+
+    def texts(command: click.Command, path: str) -> list[tuple[str, str]]:
+        found = [(path, command.help or "")] + [(f"{path} {p.name}", getattr(p, "help", "") or "")
+                                                 for p in command.params]
+        for name, sub in getattr(command, "commands", {}).items():
+            found += texts(sub, f"{path} {name}")
+        return found
+
+    for where, text in texts(typer.main.get_command(app), "ctx"):
+        bare = re.findall(r"(?<!\\)\[[a-z][\w.]*\]", text)
+        assert not bare, f"{where}: {bare} would be read as markup; write \\\\[{bare[0][1:]}"

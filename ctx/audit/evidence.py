@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ctx.errors import NotFound, UserError
-from ctx.settings import Settings, parse_duration
+from ctx.observe.cost import window_bounds as cost_window
+from ctx.settings import Settings
 
 if TYPE_CHECKING:
     from ctx.store.catalog import Catalog
@@ -84,15 +85,7 @@ class Evidence:
 
 def window_bounds(window: str, now: datetime | None = None) -> tuple[float, str, str]:
     """(seconds, start, end) of the last ``window``; a bad duration is a UserError."""
-    try:
-        seconds = parse_duration(window)
-        end = now or datetime.now(UTC)
-        start = end - timedelta(seconds=seconds)
-    except (ValueError, OverflowError):
-        raise UserError(f"bad --window {window!r}: expected a duration such as 1h, 24h, 7d or 30d") from None
-    if seconds <= 0:
-        raise UserError(f"bad --window {window!r}: the window must be longer than 0")
-    return seconds, _iso(start), _iso(end)
+    return cost_window(window, now, "--window")
 
 
 def gather(ws: Workspace, window: str, sample: int, now: datetime | None = None) -> Evidence:

@@ -14,8 +14,8 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         as_json: bool = typer.Option(False, "--json", help="Print what the pass did as JSON."),
     ) -> None:
-        """Move document versions superseded longer ago than [archive] keep to HOME/archive/ (still readable,
-        and still seen by `ctx assemble --as-of`). Ingest jobs run the same pass when [archive] enabled.
+        """Move document versions superseded longer ago than \\[archive] keep to HOME/archive/ (still readable,
+        and still seen by `ctx assemble --as-of`). Ingest jobs run the same pass when \\[archive] enabled.
 
         Example: ctx archive --json
         """

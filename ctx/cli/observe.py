@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         """Report what context cost by day, recipe, source, provider and tenant, and what to cut first.
 
         Costs come from the traces (context tokens at the model's price, query embeddings, provider calls)
-        and the ingest runs (embeddings), priced by [pricing] in ctx.toml.
+        and the ingest runs (embeddings), priced by \\[pricing] in ctx.toml.
 
         Example: ctx cost --since 30d
         """
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show each service level objective over 1h, 1d and 7d: SLI, error budget left, burn rate.
 
-        Objectives are set in [slo] of ctx.toml (latency, availability, freshness, relevance).
+        Objectives are set in \\[slo] of ctx.toml (latency, availability, freshness, relevance).
 
         Example: ctx slo --json
         """
@@ -129,4 +129,4 @@ def _print_slo(report: dict[str, Any]) -> None:
     for o in report["objectives"]:
         console.print(f"[dim]{o['name']}: {o['description']}[/]")
     if not report["objectives"]:
-        err("no objectives enabled: see [slo] in ctx.toml.example")
+        err("no objectives enabled: see \\[slo] in ctx.toml.example")

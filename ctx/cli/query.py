@@ -60,13 +60,13 @@ def register(app: typer.Typer) -> None:
         tenant: str = TENANT,
         path: str = PATH,
         top_k: int = typer.Option(None, "--top-k", min=1, max=1000, help="Candidates to consider."),
-        recipe: str = typer.Option(None, "--recipe", "-r", help="A [recipes.NAME] of ctx.toml (default: default)."),
+        recipe: str = typer.Option(None, "--recipe", "-r", help="A \\[recipes.NAME] of ctx.toml (default: default)."),
         user: str = typer.Option(None, "--user", "-u", help="User id, for session and record providers."),
         session: str = typer.Option(None, "--session", help="Session id, for session providers."),
         param: list[str] = typer.Option(None, "--param", "-p", help="NAME=VALUE for record queries and http URLs "
                                         "(repeatable)."),
         deadline: str = typer.Option(None, "--deadline", help="For all providers together, e.g. 300ms (default: "
-                                     "the recipe's, else [assembly] deadline)."),
+                                     "the recipe's, else \\[assembly] deadline)."),
         version: str = typer.Option(None, "--version", help="A stored version of the recipe: id, id prefix or "
                                     "label (see ctx versions list; default: the settings in force)."),
         as_of: str = typer.Option(None, "--as-of", help="Against the data as it was then: an ISO-8601 time "

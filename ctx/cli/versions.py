@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import typer
 
@@ -17,7 +16,7 @@ versions_app = typer.Typer(
     no_args_is_help=True,
 )
 
-RECIPE = typer.Option(None, "--recipe", "-r", help="A [recipes.NAME] of ctx.toml (labels live per recipe).")
+RECIPE = typer.Option(None, "--recipe", "-r", help="A \\[recipes.NAME] of ctx.toml (labels live per recipe).")
 JSON = typer.Option(False, "--json", help="Print as JSON.")
 
 
@@ -80,7 +79,9 @@ def show(ctx: typer.Context,
           f"{' · in force' if out['current'] else ''}")
     print(f"labels: {labels}")
     print(f"index: {out['index']} ({out['index_state']})")
-    for key, value in _flatten(out["config"]).items():
+    from ctx.versions.store import flatten
+
+    for key, value in flatten(out["config"]).items():
         print(f"{key} = {json.dumps(value, ensure_ascii=False)}")
     if out["index_state"] == "not built":
         err(f"its index differs from the live one: `ctx versions build {out['id']}` builds it")
@@ -135,7 +136,7 @@ def label(ctx: typer.Context,
 @versions_app.command()
 def rollback(ctx: typer.Context,
              name: str = typer.Argument(..., help="The label to move back."),
-             recipe: str = typer.Option(None, "--recipe", "-r", help="Its recipe (default: [assembly] recipe)."),
+             recipe: str = typer.Option(None, "--recipe", "-r", help="Its recipe (default: \\[assembly] recipe)."),
              as_json: bool = JSON) -> None:
     """Move a label back to the version it pointed at before its last move (again: further back).
 
@@ -183,15 +184,6 @@ def build_(ctx: typer.Context,
         return
     print_summary(out["summary"])
     err(f"index {out['index']} of version {version.id} is ready at {out['home']}")
-
-
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict) and data:
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: data}
 
 
 def register(app: typer.Typer) -> None:

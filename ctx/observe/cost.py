@@ -39,17 +39,22 @@ _SUMS = """count(*) as requests, coalesce(sum(tokens), 0) as tokens,
 _WINDOW = "created_at >= ? and created_at <= ?"
 
 
-def window(since: str, now: datetime | None = None) -> tuple[str, str]:
+def window(since: str, now: datetime | None = None, option: str = "--since") -> tuple[str, str]:
     """(start, end) ISO timestamps of the last ``since`` (``1h``, ``24h``, ``7d``, ``30d``...)."""
+    return window_bounds(since, now, option)[1:]
+
+
+def window_bounds(since: str, now: datetime | None = None, option: str = "--since") -> tuple[float, str, str]:
+    """(seconds, start, end) of the last ``since``; a bad duration is a UserError naming ``option``."""
     try:
         seconds = parse_duration(since)
         end = now or datetime.now(UTC)
         start = end - timedelta(seconds=seconds)
     except (ValueError, OverflowError):
-        raise UserError(f"bad --since {since!r}: expected a duration such as 1h, 24h, 7d or 30d") from None
+        raise UserError(f"bad {option} {since!r}: expected a duration such as 1h, 24h, 7d or 30d") from None
     if seconds <= 0:
-        raise UserError(f"bad --since {since!r}: the window must be longer than 0")
-    return _iso(start), _iso(end)
+        raise UserError(f"bad {option} {since!r}: the window must be longer than 0")
+    return seconds, _iso(start), _iso(end)
 
 
 def cost_report(catalog: Catalog, since: str = "7d", now: datetime | None = None) -> dict[str, Any]:

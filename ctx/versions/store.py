@@ -80,16 +80,17 @@ class Version:
 
 def diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     """Every setting that differs between two configurations, as dotted paths with both values."""
-    left, right = _flatten(a), _flatten(b)
+    left, right = flatten(a), flatten(b)
     return [{"setting": k, "from": left.get(k), "to": right.get(k)}
             for k in sorted(left.keys() | right.keys()) if left.get(k) != right.get(k)]
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted paths: ``{"chunking": {"max_tokens": 256}}`` → ``{"chunking.max_tokens": 256}``."""
     if isinstance(data, dict) and data:
         out: dict[str, Any] = {}
         for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
         return out
     return {prefix: data}
 
