@@ -647,7 +647,9 @@ def test_recipe_and_outcomes_are_recorded_and_replay_is_exact(support, ctx_cli) 
 def test_rerun_of_a_recipe_request(support, ctx_cli) -> None:
     # No caches: the rerun really asks every provider again, with the stored recipe, user and params.
     support("[cache]\nenabled = false\n\n")
-    out = assemble(ctx_cli, "what plan am I on?", "--recipe", "support", "--user", "u1", "--param", "plan=pro")
+    # A roomy deadline (the rerun keeps it): with caches off, a loaded CI machine once made `profile` late.
+    out = assemble(ctx_cli, "what plan am I on?", "--recipe", "support", "--user", "u1", "--param", "plan=pro",
+                   "--deadline", "30s")
     assert out["cache"] == "off"
     report = ctx_cli("replay", out["trace_id"], "--rerun", "--json").json()
     assert report["original"] == out["trace_id"]
