@@ -14,25 +14,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from ctx.duration import parse_duration as parse_duration  # also named here by its callers
 from ctx.errors import ConfigError
-
-CONFIG_NAME = "ctx.toml"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from ``30``, ``"250ms"``, ``"5m"``, ``"24h"`` or ``"7d"``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as '30s', '5m' or '24h'")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("duration must not be negative")
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"bad duration {value!r}: expected e.g. '250ms', '30s', '5m', '24h', '7d'")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+from ctx.home import CONFIG_NAME as CONFIG_NAME  # also named here by its callers
+from ctx.home import find_config as find_config
+from ctx.home import home_for
 
 
 class Strict(BaseModel):
@@ -815,17 +801,6 @@ def to_config_error(exc: ValidationError) -> ConfigError:
     return ConfigError(_loc(err["loc"]), msg)
 
 
-def find_config(explicit: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
-    """The config file to use: --config, then CTX_CONFIG, then ./ctx.toml if present."""
-    environ: Mapping[str, str] = os.environ if env is None else env
-    if explicit:
-        return Path(explicit)
-    if environ.get("CTX_CONFIG"):
-        return Path(environ["CTX_CONFIG"])
-    here = Path.cwd() / CONFIG_NAME
-    return here if here.exists() else None
-
-
 def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate ctx.toml (or defaults when there is none); CTX_HOME overrides ``home``."""
     environ: Mapping[str, str] = os.environ if env is None else env
@@ -851,10 +826,7 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
     except ValidationError as exc:
         raise to_config_error(exc) from None
     updates: dict[str, Any] = {"config_path": path.resolve() if path else None}
-    if environ.get("CTX_HOME"):
-        updates["home"] = Path(environ["CTX_HOME"]).expanduser().resolve()
-    elif settings.home is None:
-        updates["home"] = (Path.cwd() / ".ctx").resolve()
+    updates["home"] = home_for(settings.home, environ)
     if environ.get("CTX_MODEL_DIR"):  # lets many homes (tests, CI) share one unpacked model
         updates["embedding"] = settings.embedding.model_copy(update={"model_dir": environ["CTX_MODEL_DIR"]})
     return settings.model_copy(update=updates)

@@ -202,6 +202,7 @@ def test_slow_provider_is_cut_at_the_deadline(upstream: Callable[..., Upstream],
 
 def test_breaker_opens_skips_then_probes_and_closes(upstream: Callable[..., Upstream],
                                                     open_ws: Callable[..., Workspace]) -> None:
+    from ctx.api.operations import STATUS
     from ctx.client import LocalClient
 
     api = upstream(text="healthy again", status=500, delay=0.2)
@@ -219,7 +220,7 @@ def test_breaker_opens_skips_then_probes_and_closes(upstream: Callable[..., Upst
         assert context.blocks == []
     assert api.calls == 3
     opened_at = time.monotonic()  # the breaker opened before this (and after third_started + 0.2 s)
-    breakers = LocalClient(ws).status()["assembly"]["breakers"]  # what `ctx status --json` prints
+    breakers = LocalClient(ws).call(STATUS)["assembly"]["breakers"]  # what `ctx status --json` prints
     assert breakers["api"] == {"state": "open", "recent_failures": 0, "opened": 1}
 
     started = time.perf_counter()

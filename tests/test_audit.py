@@ -13,6 +13,8 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+from ctx.api.inputs import AuditIn
+from ctx.api.operations import AUDIT
 from ctx.audit.report import level_reached
 from ctx.workspace import Workspace
 
@@ -308,5 +310,5 @@ def test_level_two_through_a_real_daemon(write_config: Callable[[str], Path], do
     assert checks["context_service"]["figures"]["daemon_pid"] == d.runtime.pid  # the audit ran in the daemon
     assert checks["metrics_exposed"]["status"] == "pass"
     # The same route the CLI used, straight from the client gateway.
-    direct = d.client().audit("1h", 1)
+    direct = d.client().call(AUDIT, AuditIn(window="1h", sample=1))
     assert direct["window"] == "1h" and len(direct["probes"]["replay"]) == 1

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ctx.api import operations as ops
+from ctx.api.inputs import AlertsIn, JobsIn
 from tests.test_alerts import PATH_SECRET, TOKEN, Receiver, receiver  # noqa: F401 - the fixture
 
 CONFIG = """
@@ -71,7 +73,7 @@ def test_the_daemon_alerts_on_a_stale_source_forces_its_sync_and_tells_the_webho
     client = d.client()
     try:
         job = _wait("a sync forced by the alert", lambda: next(
-            (j for j in client.jobs(50) if j["trigger"] == "alert" and j["status"] == "ok"), None))
+            (j for j in client.call(ops.JOBS, JobsIn(limit=50)) if j["trigger"] == "alert" and j["status"] == "ok"), None))
         assert job["sources"] == ["docs"] and job["kind"] == "ingest"
         hook = _wait("the webhook message", lambda: next(
             (r for r in receiver.requests if r["json"]["event"] == "firing"), None))
@@ -86,13 +88,13 @@ def test_the_daemon_alerts_on_a_stale_source_forces_its_sync_and_tells_the_webho
         action = next(n for n in first["notifications"] if n["kind"] == "action")
         assert action["status"] == "done" and "docs: sync queued in the bulk lane" in action["detail"]
         assert any(n["target"] == "oncall" and n["status"] == "sent" for n in first["notifications"])
-        assert first["id"] in {a["id"] for a in client.alerts(50, False)}  # the API, directly
-        assert all(a["state"] == "firing" for a in client.alerts(50, True))
+        assert first["id"] in {a["id"] for a in client.call(ops.ALERTS, AlertsIn(limit=50, active=False))}  # the API, directly
+        assert all(a["state"] == "firing" for a in client.call(ops.ALERTS, AlertsIn(limit=50, active=True)))
 
         checked = json.loads(d.cli("alerts", "--check", "--json").stdout)
         assert set(checked) == {"check", "alerts"} and checked["check"]["rules"] == 1
-        assert set(client.check_alerts()) >= {"evaluated_at", "opened", "resolved", "steps", "deliveries", "active"}
-        metrics = client.metrics()
+        assert set(client.call(ops.CHECK_ALERTS)) >= {"evaluated_at", "opened", "resolved", "steps", "deliveries", "active"}
+        metrics = client.call(ops.METRICS)
         assert "ctx_alerts_active{severity=\"error\"}" in metrics
         assert d.cli("alerts", "--limit", "0", check=False).returncode == 2
     finally:

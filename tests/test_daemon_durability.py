@@ -108,12 +108,15 @@ def _assert_runtime_stale(home: Path, pid: int) -> None:
 
 def _wait_job(d: Any, job_id: str, timeout: float = 300) -> dict[str, Any]:
     """Follow the job through the API until it ends, then read it with the real `ctx jobs ID --json`."""
+    from ctx.api import operations as ops
+    from ctx.api.inputs import JobIn
+
     client = d.client()
     deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
     try:
         while time.monotonic() < deadline:
-            job = client.job(job_id)
+            job = client.call(ops.JOB, JobIn(job_id=job_id))
             if job["status"] not in ("queued", "running"):
                 break
             time.sleep(0.2)
@@ -256,7 +259,8 @@ def test_kill_9_after_push_then_restart_keeps_every_event_once(kill_point: str, 
                                                                daemon, ctx_env: dict[str, str]) -> None:
     """right-after-202: SIGKILL as soon as `POST /v1/events` answers (before or as the job starts).
     mid-processing: pushed with `ctx push`, killed once the first batch of events is written."""
-    from ctx.api.schemas import EventsIn
+    from ctx.api import operations as ops
+    from ctx.api.inputs import EventsIn
 
     home = Path(ctx_env["CTX_HOME"])
     db = home / "catalog.db"
@@ -267,7 +271,7 @@ def test_kill_9_after_push_then_restart_keeps_every_event_once(kill_point: str, 
     if kill_point == "right-after-202":
         client = d.client()
         try:
-            accepted = client.push(EventsIn(source="sessions", events=events))
+            accepted = client.call(ops.PUSH, EventsIn(source="sessions", events=events))
             pid = _kill_9(d)
         finally:
             client.close()

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from ctx.api.schemas import AssembleIn, EventsIn, SearchIn
+from ctx.api import operations as ops
+from ctx.api.inputs import AssembleIn, EventsIn, JobIn, JobsIn, SearchIn
 
 VISIBLE_WITHIN = 2.0  # seconds from a write (or a push) to the assembled context
 
@@ -36,14 +37,14 @@ def _wait(what: str, probe: Callable[[], Any], timeout: float, interval: float =
 
 def _synced(client: Any, *names: str) -> Callable[[], bool]:
     def probe() -> bool:
-        rows = {s["name"]: s for s in client.sources()}
+        rows = {s["name"]: s for s in client.call(ops.SOURCES)}
         return all(rows[n]["last_success_at"] is not None for n in names)
 
     return probe
 
 
 def _assembled(client: Any, query: str, **options: Any) -> dict[str, Any]:
-    return client.assemble(AssembleIn(query=query, **options))  # type: ignore[no-any-return]
+    return client.call(ops.ASSEMBLE, AssembleIn(query=query, **options))  # type: ignore[no-any-return]
 
 
 def _source_rows(d: Any) -> dict[str, dict[str, Any]]:
@@ -107,12 +108,12 @@ def test_realtime_watched_edit_create_and_delete_reach_assembly_within_2s(docs_d
 
         _wait("deleted files out of the assembled context", forgotten, timeout=30)
         delete_latency = time.monotonic() - deleted
-        hits = client.search(SearchIn(query="zephyrquokka marsupialcredit", limit=50))
+        hits = client.call(ops.SEARCH, SearchIn(query="zephyrquokka marsupialcredit", limit=50))
         assert not {"billing/refunds-and-disputes.md", "billing/quokka-credits.md"} & {h["doc_key"] for h in hits}
         row = _source_rows(d)["docs"]
         assert row["documents"] == len(files) - 1
 
-        jobs = client.jobs(200)
+        jobs = client.call(ops.JOBS, JobsIn(limit=200))
         assert any(j["trigger"] == "watch" and j["status"] == "ok" for j in jobs)
         assert all(j["status"] == "ok" for j in jobs), [j for j in jobs if j["status"] != "ok"]
     finally:
@@ -133,17 +134,17 @@ def test_pushed_event_is_in_search_and_assembly_within_2s(write_config, daemon) 
     d = daemon(config=config)
     client = d.client()
     try:
-        warm = client.push(EventsIn(source="sessions", events=[
+        warm = client.call(ops.PUSH, EventsIn(source="sessions", events=[
             {"id": "s-1", "title": "Login", "text": "User u7 signed in with SAML and opened the billing page."}]))
-        _wait("the first event", lambda: client.job(warm["job_id"])["status"] == "ok", timeout=60)
+        _wait("the first event", lambda: client.call(ops.JOB, JobIn(job_id=warm["job_id"]))["status"] == "ok", timeout=60)
 
         phrase = "wombatcheckout abandoned"
         pushed = time.monotonic()
-        accepted = client.push(EventsIn(source="sessions", events=[
+        accepted = client.call(ops.PUSH, EventsIn(source="sessions", events=[
             {"id": "s-2", "title": "Checkout", "text": f"User u9 saw a {phrase} cart after the card was declined."}]))
         assert accepted["accepted"] == 1
         hits, _ = _wait("the event in search",
-                        lambda: [h for h in client.search(SearchIn(query=phrase, limit=5)) if h["doc_key"] == "s-2"],
+                        lambda: [h for h in client.call(ops.SEARCH, SearchIn(query=phrase, limit=5)) if h["doc_key"] == "s-2"],
                         timeout=30)
         search_latency = time.monotonic() - pushed
         out = _assembled(client, phrase)
@@ -152,9 +153,9 @@ def test_pushed_event_is_in_search_and_assembly_within_2s(write_config, daemon) 
         assert any(b["source"] == "sessions" and b["document"] == "s-2" for b in out["blocks"])
         assert hits[0]["source"] == "sessions" and hits[0]["version"] == 1
 
-        row = {s["name"]: s for s in client.sources()}["sessions"]
+        row = {s["name"]: s for s in client.call(ops.SOURCES)}["sessions"]
         assert row["freshness"] == "realtime" and row["documents"] == 2 and row["stale"] is False
-        jobs = [j for j in client.jobs(20) if j["kind"] == "events"]
+        jobs = [j for j in client.call(ops.JOBS, JobsIn(limit=20)) if j["kind"] == "events"]
         assert len(jobs) == 2 and {j["trigger"] for j in jobs} == {"push"}
     finally:
         client.close()
@@ -187,7 +188,7 @@ def test_near_realtime_jsonl_is_polled_every_interval(tmp_path: Path, write_conf
             handle.write(_ticket(99, f"The {phrase} twice on the March statement; please credit one."))
         appended = time.monotonic()
         hits, _ = _wait("the appended line in search",
-                        lambda: [h for h in client.search(SearchIn(query=phrase)) if h["doc_key"] == "T-99"],
+                        lambda: [h for h in client.call(ops.SEARCH, SearchIn(query=phrase)) if h["doc_key"] == "T-99"],
                         timeout=30, interval=0.05)
         latency = time.monotonic() - appended
         assert hits[0]["source"] == "tickets" and hits[0]["title"] == "Ticket 99"
@@ -248,7 +249,7 @@ def test_staleness_is_tracked_per_source_and_exported(tmp_path: Path, write_conf
     try:
         _wait("first syncs", _synced(client, "tiny", "relaxed"), timeout=60, interval=0.1)
         _wait("tiny past its threshold",
-              lambda: {s["name"]: s for s in client.sources()}["tiny"]["stale"], timeout=30, interval=0.1)
+              lambda: {s["name"]: s for s in client.call(ops.SOURCES)}["tiny"]["stale"], timeout=30, interval=0.1)
     finally:
         client.close()
 
@@ -288,8 +289,8 @@ def test_staleness_is_tracked_per_source_and_exported(tmp_path: Path, write_conf
     # An event is a sync of a pushed source: it is fresh from then on.
     client = d.client()
     try:
-        job = client.push(EventsIn(source="pushed", events=[{"id": "e1", "text": "user opened invoices"}]))
-        _wait("the event job", lambda: client.job(job["job_id"])["status"] == "ok", timeout=30)
+        job = client.call(ops.PUSH, EventsIn(source="pushed", events=[{"id": "e1", "text": "user opened invoices"}]))
+        _wait("the event job", lambda: client.call(ops.JOB, JobIn(job_id=job["job_id"]))["status"] == "ok", timeout=30)
     finally:
         client.close()
     pushed = _source_rows(d)["pushed"]

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from ctx.api import runtime as rt
+from ctx.api.operations import STATUS
 from ctx.api.schemas import API_VERSION
 
 
@@ -162,7 +163,7 @@ def test_one_daemon_per_home(daemon: Callable[..., Any], write_config: Callable[
 
     # The first daemon is untouched and still serving on its socket.
     assert d.runtime == first
-    assert d.client().status()["daemon"]["pid"] == first.pid
+    assert d.client().call(STATUS)["daemon"]["pid"] == first.pid
 
 
 def test_a_stale_runtime_file_is_detected_and_removed(write_config: Callable[[str], Path], docs_dir: Path) -> None:

@@ -176,13 +176,20 @@ class Fake:
             raise self.fail[name]
         return copy.deepcopy(value)
 
+    def call(self, op: Any, body: Any = None) -> Any:
+        """A client's one method: each operation is answered by the method of its name, if this fake has one."""
+        method = getattr(self, op.name, None)
+        if method is None:
+            raise CtxError(f"not available: this ctx has no {op.name} yet")
+        return method() if body is None else method(body)
+
     def status(self) -> dict[str, Any]:
         return self._answer("status", self.recorded["status"])  # type: ignore[no-any-return]
 
-    def traces(self, limit: int) -> list[dict[str, Any]]:
-        return self._answer("traces", self.recorded["traces"][:limit])  # type: ignore[no-any-return]
+    def traces(self, body: Any) -> list[dict[str, Any]]:
+        return self._answer("traces", self.recorded["traces"][:body.limit])  # type: ignore[no-any-return]
 
-    def cost(self, since: str) -> dict[str, Any]:
+    def cost(self, body: Any) -> dict[str, Any]:
         return self._answer("cost", self.recorded["cost"])  # type: ignore[no-any-return]
 
     def slo(self) -> dict[str, Any]:
@@ -196,8 +203,8 @@ class Fake:
 
 
 class FakeWithAlerts(Fake):
-    def alerts(self, limit: int, active: bool) -> list[dict[str, Any]]:
-        return self._answer("alerts", (self.alert_rows or [])[:limit])  # type: ignore[no-any-return]
+    def alerts(self, body: Any) -> list[dict[str, Any]]:
+        return self._answer("alerts", (self.alert_rows or [])[:body.limit])  # type: ignore[no-any-return]
 
 
 ALERTS = [
@@ -365,6 +372,7 @@ QUERIES = ["how do refunds work?", "rotate a leaked API key", "SAML sign-in fail
 @pytest.fixture
 def real_home(write_config: Callable[[str], Path], docs_dir: Path) -> tuple[Path, list[str], dict[str, list[str]]]:
     """A home with the fixture docs ingested (no embedder) and three requests assembled: real traces."""
+    from ctx.api.operations import ASSEMBLE
     from ctx.api.schemas import AssembleIn, IngestIn
     from ctx.client import LocalClient
     from ctx.workspace import Workspace
@@ -375,7 +383,7 @@ def real_home(write_config: Callable[[str], Path], docs_dir: Path) -> tuple[Path
         client.ingest(IngestIn())
         ids, kept = [], {}
         for query in QUERIES:
-            out = client.assemble(AssembleIn(query=query, budget=800))
+            out = client.call(ASSEMBLE, AssembleIn(query=query, budget=800))
             ids.append(out["trace_id"])
             kept[out["trace_id"]] = sorted({b["document"] for b in out["blocks"]})
     finally:

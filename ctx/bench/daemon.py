@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ctx.api import runtime as rt
-from ctx.api.schemas import AssembleIn
+from ctx.api.inputs import AssembleIn
+from ctx.api.operations import ASSEMBLE
 from ctx.bench.figures import percentiles
 from ctx.client import DaemonClient
 from ctx.errors import CtxError, TransientError, UserError
@@ -66,7 +67,7 @@ def _last_line(path: Path) -> str:
 def _healthy(runtime: rt.Runtime) -> bool:
     client = DaemonClient(runtime, timeout=2.0)
     try:
-        return bool(client.call("GET", "/healthz").get("ok"))
+        return bool(client.health().get("ok"))
     except CtxError:
         return False
     finally:
@@ -142,7 +143,7 @@ Sample = tuple[float, dict[str, float]]  # the client's wall time (ms), and the 
 
 def _timed(client: DaemonClient, query: str, budget: int) -> Sample:
     t0 = time.perf_counter()
-    out = client.assemble(AssembleIn(query=query, budget=budget))
+    out = client.call(ASSEMBLE, AssembleIn(query=query, budget=budget))
     return (time.perf_counter() - t0) * 1000, out["timings"]
 
 
@@ -153,7 +154,7 @@ def round_trips(runtime: rt.Runtime, count: int) -> list[float]:
         latencies = []
         for _ in range(count):
             t0 = time.perf_counter()
-            client.call("GET", "/healthz")
+            client.health()
             latencies.append((time.perf_counter() - t0) * 1000)
         return latencies
     finally:
@@ -188,7 +189,7 @@ def concurrent(runtime: rt.Runtime, measured: Sequence[str], budget: int, client
     def work(index: int) -> None:
         client = connections[index]
         try:
-            client.call("GET", "/healthz")  # the connection is open before the clock starts
+            client.health()  # the connection is open before the clock starts
             barrier.wait()
             for i in range(index, total, clients):
                 samples[index].append(_timed(client, measured[i % len(measured)], budget))

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from ctx.cli._output import err, print_json
-from ctx.cli._ws import client
+from ctx.cli._ws import call
 
 ab_app = typer.Typer(
     help="A/B experiments: \\[experiments.NAME] in ctx.toml splits a recipe's traffic between versions by a "
@@ -22,7 +22,9 @@ def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help
 
     Example: ctx ab list --json
     """
-    experiments = client(ctx).experiments()
+    from ctx.api import operations as ops
+
+    experiments = call(ctx, ops.EXPERIMENTS)
     if as_json:
         print_json(experiments)
         return
@@ -63,7 +65,9 @@ def report(
 
     Example: ctx ab report prod_vs_candidate --since 7d
     """
-    data = client(ctx).ab_report(name, since)
+    from ctx.api import operations as ops
+
+    data = call(ctx, ops.AB_REPORT, name=name, since=since)
     if as_json:
         print_json(data)
         return

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from ctx.cli._output import err, print_json
-from ctx.cli._ws import client
+from ctx.cli._ws import call
 
 
 def register(app: typer.Typer) -> None:
@@ -41,7 +41,9 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx sources --json
         """
-        rows = client(ctx).sources()
+        from ctx.api import operations as ops
+
+        rows = call(ctx, ops.SOURCES)
         if as_json:
             print_json(rows)
             return
@@ -70,7 +72,9 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx status
         """
-        data = client(ctx).status()
+        from ctx.api import operations as ops
+
+        data = call(ctx, ops.STATUS)
         if as_json:
             print_json(data)
             return
@@ -107,7 +111,9 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx metrics | grep ctx_source_staleness_seconds
         """
-        text = client(ctx).metrics()
+        from ctx.api import operations as ops
+
+        text = call(ctx, ops.METRICS)
         if not as_json:
             sys.stdout.write(text)
             return
@@ -130,7 +136,9 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx quarantine --source tickets
         """
-        rows = client(ctx).quarantined(source, limit)
+        from ctx.api import operations as ops
+
+        rows = call(ctx, ops.QUARANTINE, source=source, limit=limit)
         if as_json:
             print_json(rows)
             return
@@ -156,9 +164,10 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx doctor --repair
         """
-        from ctx.api.schemas import DoctorIn
+        from ctx.api import operations as ops
 
-        report = client(ctx).doctor(DoctorIn(repair=repair))
+
+        report = call(ctx, ops.DOCTOR, repair=repair)
         if as_json:
             print_json(report)
         else:

@@ -28,9 +28,13 @@ def register(app: typer.Typer) -> None:
         Rules, windows, escalation and cooldowns are set in the alerts section of ctx.toml (ctx.toml.example).
         Example: ctx alerts --all -n 20
         """
+        from ctx.api import operations as ops
+        from ctx.api.inputs import AlertsIn
+        from ctx.client import build
+
         backend = client(ctx)
-        result = backend.check_alerts() if check else None
-        rows = backend.alerts(limit, not show_all)
+        result = backend.call(ops.CHECK_ALERTS) if check else None
+        rows = backend.call(ops.ALERTS, build(AlertsIn, limit=limit, active=not show_all))
         if as_json:
             print_json({"check": result, "alerts": rows} if result is not None else rows)
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ctx.cli._output import err, print_json
-from ctx.cli._ws import client
+from ctx.cli._ws import call
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +19,9 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx archive --json
         """
-        out = client(ctx).archive()
+        from ctx.api import operations as ops
+
+        out = call(ctx, ops.ARCHIVE)
         if as_json:
             print_json(out)
             return

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from ctx.cli._output import err, print_json
-from ctx.cli._ws import client
+from ctx.cli._ws import call
 
 COLOURS = {"pass": "green", "warn": "yellow", "fail": "red"}
 
@@ -36,7 +36,9 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx audit --min-level 2 --junit audit.xml
         """
-        report = client(ctx).audit(window, sample)
+        from ctx.api import operations as ops
+
+        report = call(ctx, ops.AUDIT, window=window, sample=sample)
         if junit is not None:
             from ctx.audit.junit import to_junit
             from ctx.errors import UserError

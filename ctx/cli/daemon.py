@@ -66,6 +66,7 @@ def status(
     Example: ctx daemon status --json
     """
     from ctx.api import runtime as rt
+    from ctx.api.operations import STATUS
     from ctx.client import DaemonClient
 
     home = workspace(ctx).home
@@ -76,7 +77,7 @@ def status(
         else:
             err(f"no daemon runs for {home} (`ctx daemon start`)")
         raise typer.Exit(3)
-    info = DaemonClient(runtime, timeout=10).status()["daemon"]
+    info = DaemonClient(runtime, timeout=10).call(STATUS)["daemon"]
     if as_json:
         print_json({"running": True, "home": str(home), "api_version": runtime.api_version, **info})
         return

@@ -43,22 +43,23 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx demo --query "how do I rotate an API key?"
         """
+        from ctx.api import operations as ops
         from ctx.api.schemas import AssembleIn
         from ctx.cli.ingest import print_summary, run_ingest
-        from ctx.client import build, connect
+        from ctx.client import build, connect_workspace
         from ctx.settings import load_settings
         from ctx.workspace import Workspace
 
         env = dict(os.environ)
         home = demo_home(env)
         env["CTX_HOME"] = str(home)
-        backend = connect(Workspace(load_settings(fixtures_dir() / "demo.toml", env), env))
+        backend = connect_workspace(Workspace(load_settings(fixtures_dir() / "demo.toml", env), env))
         if not as_json:
             err(f"[b]ctx demo[/] · home {home}")
         summary = run_ingest(backend, None, as_json)
         if not as_json:
             print_summary(summary)
-        context = backend.assemble(build(AssembleIn, query=query, budget=budget, tenant=tenant, recipe=recipe,
+        context = backend.call(ops.ASSEMBLE, build(AssembleIn, query=query, budget=budget, tenant=tenant, recipe=recipe,
                                          user=user))
         if as_json:
             print_json({"home": str(home), "ingest": summary, "assemble": context})

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from ctx.cli._output import err, print_json
-from ctx.cli._ws import client
+from ctx.cli._ws import call, client
 
 STATUS_COLOURS = {"ok": "green", "partial": "yellow", "failed": "red", "interrupted": "red"}
 
@@ -140,8 +140,9 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx jobs --limit 5
         """
-        backend = client(ctx)
-        rows = [backend.job(job_id)] if job_id else backend.jobs(limit)
+        from ctx.api import operations as ops
+
+        rows = [call(ctx, ops.JOB, job_id=job_id)] if job_id else call(ctx, ops.JOBS, limit=limit)
         if as_json:
             print_json(rows[0] if job_id else rows)
             return
@@ -168,8 +169,7 @@ def register(app: typer.Typer) -> None:
 
         Example: echo '{"id": "e1", "text": "user opened billing"}' | ctx push sessions
         """
-        from ctx.api.schemas import EventsIn
-        from ctx.client import build
+        from ctx.api import operations as ops
         from ctx.errors import UserError
 
         try:
@@ -183,7 +183,7 @@ def register(app: typer.Typer) -> None:
                     events.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise UserError(f"line {number} of {file} is not JSON: {exc.msg}") from None
-        result = client(ctx).push(build(EventsIn, source=source, events=events))
+        result = call(ctx, ops.PUSH, source=source, events=events)
         if as_json:
             print_json(result)
         else:

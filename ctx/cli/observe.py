@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from ctx.cli._output import err, print_json
-from ctx.cli._ws import client
+from ctx.cli._ws import call
 
 COST_GROUPS = (("day", "day"), ("recipe", "recipe"), ("tenant", "tenant"))
 
@@ -26,7 +26,9 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx cost --since 30d
         """
-        report = client(ctx).cost(since)
+        from ctx.api import operations as ops
+
+        report = call(ctx, ops.COST, since=since)
         if as_json:
             print_json(report)
             return
@@ -42,7 +44,9 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx slo --json
         """
-        report = client(ctx).slo()
+        from ctx.api import operations as ops
+
+        report = call(ctx, ops.SLO)
         if as_json:
             print_json(report)
             return

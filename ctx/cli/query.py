@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ctx.cli._output import err, print_json, write_exact
-from ctx.cli._ws import client
+from ctx.cli._ws import call
 
 SOURCE = typer.Option(None, "--source", "-s", help="Only these sources (repeatable).")
 TENANT = typer.Option(None, "--tenant", "-t", help="Tenant: its data plus shared data; without it, shared data only.")
@@ -27,11 +27,9 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx search "rotate api key" --source docs
         """
-        from ctx.api.schemas import SearchIn
-        from ctx.client import build
+        from ctx.api import operations as ops
 
-        hits = client(ctx).search(build(SearchIn, query=query, sources=source or None, tenant=tenant, path=path,
-                                        limit=limit))
+        hits = call(ctx, ops.SEARCH, query=query, sources=source or None, tenant=tenant, path=path, limit=limit)
         if as_json:
             print_json(hits)
             return
@@ -77,10 +75,9 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx assemble --recipe support --user u123 --deadline 300ms "why was I charged twice?"
         """
-        from ctx.api.schemas import AssembleIn
-        from ctx.client import build
+        from ctx.api import operations as ops
+        from ctx.duration import parse_duration
         from ctx.errors import UserError
-        from ctx.settings import parse_duration
 
         params = {}
         for item in param or []:
@@ -92,11 +89,11 @@ def register(app: typer.Typer) -> None:
             deadline_ms = parse_duration(deadline) * 1000 if deadline is not None else None
         except ValueError as exc:
             raise UserError(f"--deadline: {exc}") from None
-        context = client(ctx).assemble(build(
-            AssembleIn, query=query, budget=budget, model=model, format=fmt, sources=source or None, tenant=tenant,
-            path=path, top_k=top_k, recipe=recipe, user=user, session=session, params=params,
+        context = call(
+            ctx, ops.ASSEMBLE, query=query, budget=budget, model=model, format=fmt, sources=source or None,
+            tenant=tenant, path=path, top_k=top_k, recipe=recipe, user=user, session=session, params=params,
             deadline_ms=deadline_ms, version=version, as_of=as_of,
-        ))
+        )
         if as_json:
             print_json(context)
             return

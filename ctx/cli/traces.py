@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ctx.cli._output import err, print_json, write_exact
-from ctx.cli._ws import client
+from ctx.cli._ws import call
 
 
 def register(app: typer.Typer) -> None:
@@ -22,13 +22,12 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx replay 0193a1b2-... --rerun --version candidate
         """
-        from ctx.api.schemas import ReplayIn
-        from ctx.client import build
+        from ctx.api import operations as ops
         from ctx.errors import UserError
 
         if version is not None and not rerun:
             raise UserError("--version needs --rerun: a replay prints the stored bytes, a rerun re-assembles")
-        result = client(ctx).replay(build(ReplayIn, trace_id=trace_id, rerun=rerun, version=version))
+        result = call(ctx, ops.REPLAY, trace_id=trace_id, rerun=rerun, version=version)
         if as_json:
             print_json(result)
             return
@@ -56,7 +55,9 @@ def register(app: typer.Typer) -> None:
 
         Example: ctx traces -n 5
         """
-        rows = client(ctx).traces(limit)
+        from ctx.api import operations as ops
+
+        rows = call(ctx, ops.TRACES, limit=limit)
         if as_json:
             print_json(rows)
             return

@@ -7,7 +7,7 @@ import json
 import typer
 
 from ctx.cli._output import err, print_json
-from ctx.cli._ws import client, workspace
+from ctx.cli._ws import call, workspace
 
 versions_app = typer.Typer(
     help="Configuration versions: every effective chunking, embedding, retrieval and assembly configuration of "
@@ -35,8 +35,10 @@ def list_(ctx: typer.Context, recipe: str = RECIPE, as_json: bool = JSON) -> Non
 
     Example: ctx versions list --recipe support
     """
+    from ctx.api import operations as ops
+
     _check(recipe=recipe)
-    rows = client(ctx).versions(recipe)
+    rows = call(ctx, ops.VERSIONS, recipe=recipe)
     if as_json:
         print_json(rows)
         return
@@ -61,16 +63,19 @@ def show(ctx: typer.Context,
 
     Example: ctx versions show prod --recipe support
     """
-    from ctx.client import connect
+    from ctx.api import operations as ops
+    from ctx.api.inputs import VersionRefIn, VersionsIn
+    from ctx.client import connect_workspace
 
     ws = workspace(ctx)
-    backend = connect(ws)
+    backend = connect_workspace(ws)
     if ref is None:  # the version in force of the recipe: the listing says which one that is
         name = recipe or ws.settings.assembly.recipe
         _check(recipe=name)
-        ref = next(v["id"] for v in backend.versions(name) if v["current"])
+        listing = backend.call(ops.VERSIONS, VersionsIn(recipe=name))
+        ref = next(v["id"] for v in listing if v["current"])
     _check(ref, recipe=recipe)
-    out = backend.version(ref, recipe)
+    out = backend.call(ops.VERSION, VersionRefIn(ref=ref, recipe=recipe))
     if as_json:
         print_json(out)
         return
@@ -96,8 +101,10 @@ def diff(ctx: typer.Context,
 
     Example: ctx versions diff prod candidate
     """
+    from ctx.api import operations as ops
+
     _check(a, b, recipe=recipe)
-    out = client(ctx).version_diff(a, b, recipe)
+    out = call(ctx, ops.VERSION_DIFF, a=a, b=b, recipe=recipe)
     if as_json:
         print_json(out)
         return
@@ -122,10 +129,9 @@ def label(ctx: typer.Context,
 
     Example: ctx versions label 3f2a9c candidate
     """
-    from ctx.api.schemas import VersionLabelIn
-    from ctx.client import build
+    from ctx.api import operations as ops
 
-    out = client(ctx).label(build(VersionLabelIn, ref=ref, label=name, recipe=recipe))
+    out = call(ctx, ops.LABEL, ref=ref, label=name, recipe=recipe)
     if as_json:
         print_json(out)
         return
@@ -142,10 +148,9 @@ def rollback(ctx: typer.Context,
 
     Example: ctx versions rollback prod
     """
-    from ctx.api.schemas import VersionRollbackIn
-    from ctx.client import build
+    from ctx.api import operations as ops
 
-    out = client(ctx).rollback(build(VersionRollbackIn, label=name, recipe=recipe))
+    out = call(ctx, ops.ROLLBACK, label=name, recipe=recipe)
     if as_json:
         print_json(out)
         return
@@ -165,14 +170,17 @@ def build_(ctx: typer.Context,
 
     Example: ctx versions build candidate
     """
+    from ctx.api import operations as ops
+    from ctx.api.inputs import VersionRefIn
     from ctx.cli.ingest import print_summary, progress_bar
-    from ctx.client import connect
+    from ctx.client import connect_workspace
     from ctx.versions import manage
     from ctx.versions.store import Version
 
     _check(ref, recipe=recipe)
     ws = workspace(ctx)
-    found = connect(ws).version(ref, recipe)  # resolved where the catalog is written (the daemon, if one runs)
+    # resolved where the catalog is written (the daemon, if one runs)
+    found = connect_workspace(ws).call(ops.VERSION, VersionRefIn(ref=ref, recipe=recipe))
     version = Version(found["id"], found["recipe"], found["config"], found["created_at"])
     with progress_bar(quiet or as_json) as progress:
         out = manage.build(ws, version, progress)  # type: ignore[arg-type]  # duck-typed, as ctx ingest's

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ctx.client import LocalClient
+from ctx.api import operations as ops
 from ctx.daemon.alerting import AlertLoop
 from ctx.daemon.lanes import Lanes
 from ctx.daemon.scheduler import Scheduler, lane_for
@@ -24,7 +24,6 @@ log = logging.getLogger("ctx.daemon")
 class Service:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self.core = LocalClient(ws, plain=False)  # the same calls the CLI makes in-process
         self.metrics = Metrics()
         self.metrics.watch_workspace(ws)
         self.lanes = Lanes(self._run, self._finished)
@@ -36,6 +35,27 @@ class Service:
         alerts = ws.settings.alerts
         self.alerting = ws.alerting  # built once, here: the loop and the API share its lock and its bucket cache
         self.alert_loop = AlertLoop(self.check_alerts, alerts.interval) if alerts.enabled else None
+        # The operations a daemon does differently from a process of its own: jobs go to the lanes, status
+        # describes the daemon, assembly is measured. Every other operation runs its table handler.
+        self.overrides: dict[str, Callable[[Any], Any]] = {
+            "assemble": self._assemble, "ingest": lambda body: self.ingest(body.sources, body.trigger),
+            "push": lambda body: self.push(body.source, body.events), "status": self._status,
+            "check_alerts": lambda body: self.check_alerts(), "metrics": lambda body: self.metrics.render(),
+        }
+
+    def run(self, op: ops.Operation[Any, Any], body: Any) -> Any:
+        """One operation, as the daemon does it."""
+        own = self.overrides.get(op.name)
+        return own(body) if own is not None else op.handler(self.ws, body)
+
+    def _assemble(self, body: Any) -> Any:
+        started = time.perf_counter()
+        out = ops.ASSEMBLE.handler(self.ws, body)
+        self.metrics.record_assembly(out, time.perf_counter() - started)
+        return out
+
+    def _status(self, body: None) -> dict[str, Any]:
+        return {**ops.STATUS.handler(self.ws, body), "daemon": self.describe()}
 
     def describe(self) -> dict[str, Any]:
         return {

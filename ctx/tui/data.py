@@ -266,14 +266,6 @@ def _optional(problems: dict[str, str], panel: str, read: Callable[[], T]) -> T 
     return None
 
 
-def _ask(client: Client, method: str, *args: Any) -> Any:
-    """``client.method(*args)``, for calls not every client has yet (a clear message rather than an AttributeError)."""
-    bound = getattr(client, method, None)
-    if bound is None:
-        raise CtxError(f"not available: this ctx has no {method} yet")
-    return bound(*args)
-
-
 @dataclass
 class Slow:
     """The last reading of the panels that scan days of traces (cost, SLOs), kept between refreshes."""
@@ -299,16 +291,20 @@ def fetch(client: Client, now: datetime, limit: int = TRACE_LIMIT, slow: Slow | 
         TransientError: the daemon is not answering; the caller shows it and tries again later.
         CtxError: the status itself could not be read.
     """
-    status = client.status()
+    from ctx.api import operations as ops
+    from ctx.api.inputs import AlertsIn, CostIn, TracesIn
+
+    status = client.call(ops.STATUS)
     problems: dict[str, str] = {}
-    traces: list[dict[str, Any]] = _optional(problems, "traces", lambda: list(client.traces(limit))) or []
+    traces: list[dict[str, Any]] = _optional(
+        problems, "traces", lambda: list(client.call(ops.TRACES, TracesIn(limit=limit)))) or []
     series = _optional(problems, "latency", lambda: latency_by_minute(traces, now)) or []
     rps = _optional(problems, "latency", lambda: request_rate(traces, now, limit=limit)) or 0.0
     slow = slow if slow is not None else Slow()
     if force or slow.due(now):
         read: dict[str, str] = {}
-        slow.cost = _optional(read, "cost", lambda: cost_view(_ask(client, "cost", "7d"), now))
-        slow.objectives = _optional(read, "slo", lambda: objectives(_ask(client, "slo"))) or []
+        slow.cost = _optional(read, "cost", lambda: cost_view(client.call(ops.COST, CostIn(since="7d")), now))
+        slow.objectives = _optional(read, "slo", lambda: objectives(client.call(ops.SLO))) or []
         slow.problems, slow.at = read, now
     problems.update(slow.problems)
     return Board(
@@ -319,7 +315,8 @@ def fetch(client: Client, now: datetime, limit: int = TRACE_LIMIT, slow: Slow | 
         breakers=_optional(problems, "breakers", lambda: breaker_rows(status)) or [],
         freshness=_optional(problems, "freshness", lambda: freshness_rows(status.get("sources") or [], now)) or [],
         cost=slow.cost, objectives=slow.objectives,
-        alerts=_optional(problems, "alerts", lambda: alert_rows(_ask(client, "alerts", ALERT_LIMIT, True))) or [],
+        alerts=_optional(problems, "alerts",
+                         lambda: alert_rows(client.call(ops.ALERTS, AlertsIn(limit=ALERT_LIMIT, active=True)))) or [],
         problems=problems,
     )
 

@@ -11,7 +11,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from ctx.api.schemas import ReplayIn
+from ctx.api.inputs import ReplayIn
+from ctx.api.operations import REPLAY
 from ctx.tui import render
 from ctx.tui.data import TraceDetail, trace_detail
 from ctx.tui.widgets.panel import Panel
@@ -61,7 +62,7 @@ class TraceScreen(Screen[None]):
             "bytes; the rerun is stored as a new trace", style="dim"))
         self.query_one(VerticalScroll).focus()
         trace_id = self.trace_id
-        self.dash.submit(lambda c: c.replay(ReplayIn(trace_id=trace_id)), self._loaded)
+        self.dash.submit(lambda c: c.call(REPLAY, ReplayIn(trace_id=trace_id)), self._loaded)
 
     def _loaded(self, trace: dict[str, Any] | None, failure: Failure | None) -> None:
         if not self.is_attached:  # closed before the trace arrived
@@ -89,7 +90,7 @@ class TraceScreen(Screen[None]):
         trace_id = self.trace_id
 
         def rerun(client: Client) -> dict[str, Any]:
-            return client.replay(ReplayIn(trace_id=trace_id, rerun=True))
+            return client.call(REPLAY, ReplayIn(trace_id=trace_id, rerun=True))  # type: ignore[no-any-return]
 
         self.dash.submit(rerun, self._reran)
 
