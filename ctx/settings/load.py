@@ -1,0 +1,81 @@
+"""Finding and reading ctx.toml: the one place settings meet the loaded plugins."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ctx.errors import ConfigError
+from ctx.settings.base import to_config_error
+from ctx.settings.registry import Registry
+from ctx.settings.root import Settings
+
+CONFIG_NAME = "ctx.toml"
+
+
+def find_config(explicit: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The config file to use: --config, then CTX_CONFIG, then ./ctx.toml if present."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if environ.get("CTX_CONFIG"):
+        return Path(environ["CTX_CONFIG"])
+    here = Path.cwd() / CONFIG_NAME
+    return here if here.exists() else None
+
+
+def load_settings(path: Path | None, env: Mapping[str, str] | None = None,
+                  registry: Registry | None = None) -> Settings:
+    """Read and validate ctx.toml (or defaults when there is none); CTX_HOME overrides ``home``.
+
+    Args:
+        path: the config file, or None for the defaults.
+        env: the environment to read CTX_HOME and CTX_MODEL_DIR from (default: os.environ).
+        registry: the plugins to check kinds and names against; default: the installed plugins plus the
+            drop-ins of ``plugins_dir``, from ctx.plugins. A caller that passes one owns its plugin set
+            (``plugins_dir`` is then not loaded).
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path is not None:
+        if not path.exists():
+            raise ConfigError("", f"config file not found: {path}")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("", f"{path}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError("", f"{path}: not UTF-8 text") from None
+    base = path.parent.resolve() if path else Path.cwd()
+    if registry is None:
+        registry = _installed_plugins(base, raw.get("plugins_dir", "plugins"))
+    try:
+        settings = Settings.model_validate(raw, context={"base_dir": base, "registry": registry})
+    except ValidationError as exc:
+        raise to_config_error(exc) from None
+    updates: dict[str, Any] = {"config_path": path.resolve() if path else None}
+    if environ.get("CTX_HOME"):
+        updates["home"] = Path(environ["CTX_HOME"]).expanduser().resolve()
+    elif settings.home is None:
+        updates["home"] = (Path.cwd() / ".ctx").resolve()
+    if environ.get("CTX_MODEL_DIR"):  # lets many homes (tests, CI) share one unpacked model
+        updates["embedding"] = settings.embedding.model_copy(update={"model_dir": environ["CTX_MODEL_DIR"]})
+    return settings.model_copy(update=updates)
+
+
+def _installed_plugins(base: Path, dropins: Any) -> Registry:
+    """The registry of the installed plugins, after loading the drop-ins of ``plugins_dir``."""
+    # Imported here, at this one boundary, and nowhere else in ctx.settings: ctx.plugins imports the
+    # built-ins, which import ctx.settings for their settings models, so a module-level import would
+    # make `import ctx.settings` load every plugin, in a circle. Callers holding a registry skip this.
+    from ctx import plugins
+
+    # Drop-in plugins may add source kinds, so they load before [sources] is validated.
+    if isinstance(dropins, str):
+        plugins.load_dropins((base / os.path.expanduser(dropins)).resolve())
+    return plugins.registry()
