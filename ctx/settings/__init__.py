@@ -1,8 +1,9 @@
 """ctx.toml as pydantic models, one module per section: one place that validates every setting and names the bad key.
 
 Validation that depends on plugins (source and provider kinds, embedder, summarizer and format names)
-takes the plugins' registry from the validation context (see :mod:`ctx.settings.registry`); nothing in
-this package imports ctx.plugins except :func:`load_settings`, at call time.
+takes the plugins' registry from the validation context (see :mod:`ctx.settings.registry`). No module of
+this package imports ctx.plugins: only ``registry.installed_registry()`` reaches it, at call time, for
+load_settings and for callers that pass no registry.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Finding and reading ctx.toml: the one place settings meet the loaded plugins."""
+"""Finding and reading ctx.toml, checked against the installed plugins (or the registry the caller passes)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from ctx.errors import ConfigError
 from ctx.settings.base import to_config_error
-from ctx.settings.registry import Registry
+from ctx.settings.registry import Registry, installed_registry
 from ctx.settings.root import Settings
 
 CONFIG_NAME = "ctx.toml"
@@ -53,7 +53,10 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None,
             raise ConfigError("", f"{path}: not UTF-8 text") from None
     base = path.parent.resolve() if path else Path.cwd()
     if registry is None:
-        registry = _installed_plugins(base, raw.get("plugins_dir", "plugins"))
+        # Drop-in plugins may add source kinds, so they load before [sources] is validated.
+        dropins = raw.get("plugins_dir", "plugins")
+        registry = installed_registry((base / os.path.expanduser(dropins)).resolve() if isinstance(dropins, str)
+                                      else None)
     try:
         settings = Settings.model_validate(raw, context={"base_dir": base, "registry": registry})
     except ValidationError as exc:
@@ -67,15 +70,3 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None,
         updates["embedding"] = settings.embedding.model_copy(update={"model_dir": environ["CTX_MODEL_DIR"]})
     return settings.model_copy(update=updates)
 
-
-def _installed_plugins(base: Path, dropins: Any) -> Registry:
-    """The registry of the installed plugins, after loading the drop-ins of ``plugins_dir``."""
-    # Imported here, at this one boundary, and nowhere else in ctx.settings: ctx.plugins imports the
-    # built-ins, which import ctx.settings for their settings models, so a module-level import would
-    # make `import ctx.settings` load every plugin, in a circle. Callers holding a registry skip this.
-    from ctx import plugins
-
-    # Drop-in plugins may add source kinds, so they load before [sources] is validated.
-    if isinstance(dropins, str):
-        plugins.load_dropins((base / os.path.expanduser(dropins)).resolve())
-    return plugins.registry()

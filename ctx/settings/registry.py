@@ -1,24 +1,23 @@
-"""What settings need from the plugins, passed in through pydantic's validation context, never imported.
+"""What settings need from the plugins: a registry passed in through pydantic's validation context.
 
 Validating ``[sources.NAME]``, ``[providers.NAME]``, ``embedder``, ``summarizer`` and ``format`` needs to
-know what the plugins registered. ctx.plugins imports the built-ins, which import these settings models,
-so settings cannot import ctx.plugins: the caller passes a :class:`Registry` instead,
+know what the plugins registered. ctx.plugins loads the built-ins, which import these settings models,
+so settings do not import ctx.plugins: the caller passes a :class:`Registry` instead,
 ``Settings.model_validate(raw, context={"base_dir": base, "registry": registry})``, as
-:func:`ctx.settings.load_settings` does with ``ctx.plugins.registry()``. Without one, settings that name a
-plugin's kind or name fail with a message saying so (defaults name nothing and need none).
+:func:`ctx.settings.load_settings` does. A caller that passes none (``Settings.model_validate(raw)`` in a
+test or a script) gets the installed plugins' registry from :func:`installed_registry`, the one function
+of this package that reaches ctx.plugins, at call time and only when a table or name needs a plugin.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError, ValidationInfo
 
 from ctx.settings.base import NamedError, check_name, error_loc, error_msg
-
-NO_REGISTRY = ("cannot be checked without the plugins' registry (load_settings passes one; or validate with "
-               "context={'registry': ctx.plugins.registry()})")
 
 
 class Kind(Protocol):
@@ -47,18 +46,32 @@ class Registry(Protocol):
     def renderers(self) -> Mapping[str, Any]: ...
 
 
+def installed_registry(dropins: Path | None = None) -> Registry:
+    """The installed plugins' registry (after loading the drop-in files of ``dropins``, if given)."""
+    # Imported at call time, never at module level: ctx.plugins loads the built-ins, which import
+    # ctx.settings for their settings models, so a module-level import would load every plugin on
+    # `import ctx.settings` and make the two import each other. Callers that pass a registry never get here.
+    from ctx import plugins
+
+    if dropins is not None:
+        plugins.load_dropins(dropins)
+    return plugins.registry()
+
+
 def registry_of(info: ValidationInfo) -> Registry | None:
     """The registry the caller put in the validation context, if any."""
     registry: Registry | None = (info.context or {}).get("registry")
     return registry
 
 
+def _needed_registry(info: ValidationInfo) -> Registry:
+    registry = registry_of(info)
+    return installed_registry() if registry is None else registry
+
+
 def registered(info: ValidationInfo, registry_key: str, what: str, value: str) -> str:
     """A name some plugin registered (embedder, summarizer, renderer), checked when the config loads."""
-    registry = registry_of(info)
-    if registry is None:
-        raise ValueError(f"{what} {value!r} {NO_REGISTRY}")
-    known: Mapping[str, Any] = getattr(registry, registry_key)
+    known: Mapping[str, Any] = getattr(_needed_registry(info), registry_key)
     if value not in known:
         raise ValueError(f"unknown {what} {value!r} (known: {', '.join(sorted(known))})")
     return value
@@ -69,8 +82,7 @@ def plugin_tables(section: str, value: Any, registry_key: str, base: type[BaseMo
     """``[SECTION.NAME]`` tables whose ``kind`` a plugin registered; each kind validates its own fields."""
     if not isinstance(value, dict):
         raise ValueError(f"must be a table of [{section}.NAME] tables")
-    registry = registry_of(info)
-    kinds: Mapping[str, Kind] | None = None if registry is None else getattr(registry, registry_key)
+    kinds: Mapping[str, Kind] = getattr(_needed_registry(info), registry_key)
     out: dict[str, Any] = {}
     for name, raw in value.items():
         if isinstance(raw, base):
@@ -79,8 +91,6 @@ def plugin_tables(section: str, value: Any, registry_key: str, base: type[BaseMo
         check_name(section, name)
         if not isinstance(raw, dict):
             raise NamedError(f"{section}.{name}", "must be a table")
-        if kinds is None:
-            raise NamedError(f"{section}.{name}.kind", NO_REGISTRY)
         kind = raw.get("kind")
         if kind is None:
             raise NamedError(f"{section}.{name}.kind", "missing (one of: " + ", ".join(sorted(kinds)) + ")")

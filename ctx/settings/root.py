@@ -24,7 +24,7 @@ from ctx.settings.pipeline import (
 )
 from ctx.settings.pricing import PricingSettings
 from ctx.settings.providers import BUILTIN_PROVIDERS, DEFAULT_RECIPE, ProviderSettings, RecipeSettings
-from ctx.settings.registry import Registry, plugin_tables, registry_of
+from ctx.settings.registry import Registry, installed_registry, plugin_tables, registry_of
 from ctx.settings.slo import SloSettings
 from ctx.settings.sources import SourceSettings
 
@@ -48,7 +48,7 @@ class Settings(Strict):
     recipes: dict[str, RecipeSettings] = Field(default_factory=dict)
     experiments: dict[str, ExperimentSettings] = Field(default_factory=dict)
     config_path: Path | None = Field(default=None, exclude=True)
-    # The plugins these settings were checked against (None when validated without any): built-in
+    # The registry the caller validated these settings with (None: the installed plugins'): built-in
     # providers take their defaults from it, and a version's settings are validated against it again.
     _registry: Registry | None = PrivateAttr(default=None)
 
@@ -114,7 +114,7 @@ class Settings(Strict):
 
     @property
     def registry(self) -> Registry | None:
-        """The plugins' registry these settings were validated with (pass it on to validate related settings)."""
+        """The registry these settings were validated with, None if the caller passed none (pass it on)."""
         return self._registry
 
     def recipe(self, name: str | None) -> tuple[str, RecipeSettings]:
@@ -132,10 +132,8 @@ class Settings(Strict):
         if name in self.providers:
             return self.providers[name]
         kind = BUILTIN_PROVIDERS[name]
-        if self._registry is None:
-            raise LookupError(f"built-in provider {name!r}: these settings were validated without the plugins' "
-                              "registry, which holds its kind (use load_settings, or pass context={'registry': ...})")
-        return cast(ProviderSettings, self._registry.provider_kinds[kind].settings_model(kind=kind))
+        registry = installed_registry() if self._registry is None else self._registry
+        return cast(ProviderSettings, registry.provider_kinds[kind].settings_model(kind=kind))
 
     @property
     def base_dir(self) -> Path:
