@@ -1,17 +1,20 @@
-"""The plugin manager: built-ins, installed entry points, and drop-in files from the plugins folder.
+"""The plugin manager: built-ins and installed plugins from entry points, and drop-in files from the plugins folder.
 
-``CTX_LOAD_PLUGINS`` (comma-separated names, may be empty) limits which installed plugins load,
-so tests and reproducible runs never pick up whatever happens to be installed.
+ctx's built-ins are entry points of the ctx distribution itself ([project.entry-points.ctx] in
+pyproject.toml), loaded exactly as a third-party plugin's are. ``CTX_LOAD_PLUGINS`` (comma-separated
+names, may be empty) limits which *other* installed plugins load, so tests and reproducible runs never
+pick up whatever happens to be installed; ctx's own always load.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +23,7 @@ import pluggy
 from ctx import hookspecs
 from ctx.errors import ConfigError
 
-BUILTINS = (
-    "ctx.builtins.files_source",
-    "ctx.builtins.jsonl_source",
-    "ctx.builtins.sql_source",
-    "ctx.builtins.http_source",
-    "ctx.builtins.events_source",
-    "ctx.builtins.embedders",
-    "ctx.builtins.summarizers",
-    "ctx.builtins.renderers",
-    "ctx.builtins.retrieval_provider",
-    "ctx.builtins.session_provider",
-    "ctx.builtins.record_provider",
-    "ctx.builtins.http_provider",
-    "ctx.builtins.static_provider",
-)
+DISTRIBUTION = "ctx"  # entry points of this distribution are the built-ins
 
 _pm: pluggy.PluginManager | None = None
 _loaded_dirs: set[Path] = set()
@@ -45,14 +34,19 @@ def plugin_manager() -> pluggy.PluginManager:
     if _pm is None:
         pm = pluggy.PluginManager("ctx")
         pm.add_hookspecs(hookspecs)
-        for name in BUILTINS:
-            pm.register(importlib.import_module(name), name=name)
+        found = list(entry_points(group="ctx"))
+        builtins = [ep for ep in found if _distribution(ep) == DISTRIBUTION]
+        if not builtins:
+            raise ConfigError("plugins", "ctx's built-in plugins are not registered: its package metadata has no "
+                              "[project.entry-points.ctx] (install ctx, e.g. `pip install -e .` in a checkout)")
+        for ep in builtins:  # a failing built-in is a bug in ctx: its traceback is the useful report
+            pm.register(ep.load(), name=ep.name)
         allowed = os.environ.get("CTX_LOAD_PLUGINS")
         wanted = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-        from importlib.metadata import entry_points
-
-        for ep in entry_points(group="ctx"):
-            if (wanted is None or ep.name in wanted) and pm.get_plugin(ep.name) is None:
+        for ep in found:
+            if _distribution(ep) == DISTRIBUTION or (wanted is not None and ep.name not in wanted):
+                continue
+            if pm.get_plugin(ep.name) is None:
                 try:
                     plugin = ep.load()
                 except Exception as exc:  # boundary: an installed third-party package
@@ -62,6 +56,11 @@ def plugin_manager() -> pluggy.PluginManager:
                 pm.register(plugin, name=ep.name)
         _pm = pm
     return _pm
+
+
+def _distribution(ep: EntryPoint) -> str | None:
+    """The name of the distribution that declares ``ep`` (None for one built by hand)."""
+    return ep.dist.name if ep.dist is not None else None
 
 
 def load_dropins(folder: Path | None) -> list[str]:
@@ -133,6 +132,40 @@ def renderers() -> dict[str, Any]:
 
 def provider_kinds() -> dict[str, Any]:
     return _registries()["providers"]
+
+
+@dataclass(frozen=True)
+class PluginRegistry:
+    """What the loaded plugins registered, as ctx.settings validates against it (a ``ctx.settings.Registry``).
+
+    Each mapping is read when asked for, not when this is made: drop-ins loaded later are seen, and a
+    config that names no plugin never loads them (as when settings looked the kinds up themselves).
+    """
+
+    @property
+    def source_kinds(self) -> dict[str, Any]:
+        return source_kinds()
+
+    @property
+    def provider_kinds(self) -> dict[str, Any]:
+        return provider_kinds()
+
+    @property
+    def embedders(self) -> dict[str, Any]:
+        return embedders()
+
+    @property
+    def summarizers(self) -> dict[str, Any]:
+        return summarizers()
+
+    @property
+    def renderers(self) -> dict[str, Any]:
+        return renderers()
+
+
+def registry() -> PluginRegistry:
+    """The registry to validate settings with: ``Settings.model_validate(raw, context={"registry": ...})``."""
+    return PluginRegistry()
 
 
 def plugin_names() -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ctx import plugins
+from ctx.errors import ConfigError
 
 NOTES_PLUGIN = textwrap.dedent('''
     """A tiny third-party source kind: numbered notes generated from a greeting."""
@@ -164,3 +166,31 @@ def test_a_dropin_reusing_a_builtin_kind_name_is_a_config_error(tmp_path: Path, 
     assert res.exit_code == 2 and res.stdout == ""
     assert len(res.stderr.splitlines()) == 1
     assert "two plugins register the same name 'files'" in res.stderr
+
+
+def test_settings_import_neither_the_plugins_nor_the_builtins() -> None:
+    # The registry is passed in (validation context): settings and built-ins must not import each other.
+    code = textwrap.dedent("""
+        import sys
+        from types import SimpleNamespace
+        import ctx.settings
+        assert not any(m.startswith(("ctx.plugins", "ctx.builtins")) for m in sys.modules)
+        kinds = {"plain": SimpleNamespace(settings_model=ctx.settings.SourceSettings)}
+        registry = SimpleNamespace(source_kinds=kinds, provider_kinds={}, embedders={"e": None},
+                                   summarizers={}, renderers={})
+        s = ctx.settings.Settings.model_validate(
+            {"sources": {"a": {"kind": "plain"}}, "embedding": {"embedder": "e"}}, context={"registry": registry})
+        assert s.sources["a"].kind == "plain" and s.registry is registry
+        assert not any(m.startswith(("ctx.plugins", "ctx.builtins")) for m in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_builtins_load_from_ctx_entry_points_whatever_ctx_load_plugins_says(monkeypatch) -> None:
+    assert "ctx.builtins.files_source" in plugins.plugin_names()  # conftest sets CTX_LOAD_PLUGINS=""
+    with monkeypatch.context() as patch, pytest.raises(ConfigError, match=r"pip install -e \.") as caught:
+        patch.setattr(plugins, "_pm", None)
+        patch.setattr(plugins, "entry_points", lambda group: [])  # a checkout that was never installed
+        plugins.plugin_manager()
+    assert len(str(caught.value).splitlines()) == 1

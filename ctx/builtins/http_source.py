@@ -19,7 +19,7 @@ from ctx.errors import SourceError
 from ctx.hookspecs import hookimpl
 from ctx.ingest.source import FetchContext
 from ctx.models import Record, Rejected
-from ctx.settings import SourceSettings, parse_duration
+from ctx.settings import Duration, SourceSettings
 
 # Tests replace this so retries do not really wait; looked up at call time for that reason.
 _sleep: Callable[[float], None] = time.sleep
@@ -73,9 +73,9 @@ class HttpSettings(SourceSettings):
     cursor_param: str = "cursor"
     cursor_path: str = "next_cursor"
     max_pages: int = Field(default=1000, ge=1)
-    timeout: float = Field(default=10.0, gt=0, description="seconds per request")
+    timeout: Duration = Field(default=10.0, gt=0, description="seconds per request")
     retries: int = Field(default=3, ge=0, le=20)
-    backoff: float = Field(default=0.5, ge=0, description="base seconds, doubled per retry, plus jitter")
+    backoff: Duration = Field(default=0.5, ge=0, description="base seconds, doubled per retry, plus jitter")
 
     @field_validator("url")
     @classmethod
@@ -93,11 +93,6 @@ class HttpSettings(SourceSettings):
         if value and not all(value.split(".")):
             raise ValueError(f"bad dotted path {value!r}")
         return value
-
-    @field_validator("timeout", "backoff", mode="before")
-    @classmethod
-    def _seconds(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @field_validator("pagination")
     @classmethod

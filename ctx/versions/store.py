@@ -46,7 +46,8 @@ def settings_for(settings: Settings, config: dict[str, Any]) -> Settings:
     data["recipes"] = {**data.get("recipes", {}), recipe.pop("name"): recipe}
     data["providers"] = {**data.get("providers", {}), **config["providers"]}
     try:
-        built = Settings.model_validate(data, context={"base_dir": settings.base_dir})
+        # Checked against the plugins the current settings were checked against (ctx.settings imports none).
+        built = Settings.model_validate(data, context={"base_dir": settings.base_dir, "registry": settings.registry})
     except ValidationError as exc:  # a version stored by an older ctx whose settings no longer validate
         raise UserError(f"this ctx cannot run that version: {to_config_error(exc)}") from None
     return built.model_copy(update={"home": settings.home, "config_path": settings.config_path})
