@@ -175,6 +175,14 @@ def test_versions_and_audit_take_protocols_not_the_workspace(layer: str) -> None
             assert not wide, f"{name} imports {wide}: it should take a narrow Protocol"
 
 
+def test_services_never_import_the_daemon_cli_or_tui() -> None:
+    edges = graph(include_typing=True)
+    for name, targets in edges.items():
+        if name == "ctx.workspace" or name.startswith("ctx.services"):
+            above = sorted(t for t in targets if t.startswith(("ctx.daemon", "ctx.cli", "ctx.tui", "ctx.client")))
+            assert not above, f"{name} imports {above}: services are called by those, not the other way round"
+
+
 def test_no_module_over_400_lines() -> None:
     long = {str(p.relative_to(ROOT.parent)): n for p in ROOT.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
