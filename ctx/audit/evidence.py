@@ -16,8 +16,8 @@ from ctx.observe.cost import window_bounds as cost_window
 from ctx.settings import Settings
 
 if TYPE_CHECKING:
+    from ctx.audit.ports import Audited
     from ctx.store.catalog import Catalog
-    from ctx.workspace import Workspace
 
 MAX_SAMPLE = 1000
 CACHE_HITS = ("l1", "l2", "coalesced")  # how a context was obtained without running its providers
@@ -88,8 +88,8 @@ def window_bounds(window: str, now: datetime | None = None) -> tuple[float, str,
     return cost_window(window, now, "--window")
 
 
-def gather(ws: Workspace, window: str, sample: int, now: datetime | None = None) -> Evidence:
-    """Everything the checks decide from, read from the workspace once."""
+def gather(ws: Audited, window: str, sample: int, now: datetime | None = None) -> Evidence:
+    """Everything the checks decide from, read from the home once."""
     if not 0 <= sample <= MAX_SAMPLE:
         raise UserError(f"--sample must be between 0 and {MAX_SAMPLE}")
     seconds, start, end = window_bounds(window, now)
@@ -170,7 +170,7 @@ def alerting(catalog: Catalog, settings: Settings, start: str, end: str) -> Aler
                     counts.get("gave_up", 0), actions)
 
 
-def replay_probe(ws: Workspace, start: str, end: str, sample: int) -> list[dict[str, Any]]:
+def replay_probe(ws: Audited, start: str, end: str, sample: int) -> list[dict[str, Any]]:
     """Replay the newest ``sample`` traces of the window and check each is byte-identical to what was stored.
 
     Replay must give back exactly the bytes the request got: the stored bytes must hash to the trace's
@@ -196,7 +196,7 @@ def replay_probe(ws: Workspace, start: str, end: str, sample: int) -> list[dict[
     return out
 
 
-def _daemon(ws: Workspace) -> int | None:
+def _daemon(ws: Audited) -> int | None:
     """The pid of the home's running daemon (this process, when the audit runs in it)."""
     if ws.origin == "daemon":
         return os.getpid()

@@ -14,13 +14,13 @@ from ctx.audit.levels import BASIC, LEVELS, MANAGED
 from ctx.audit.optimized import OPTIMIZED
 
 if TYPE_CHECKING:
-    from ctx.workspace import Workspace
+    from ctx.audit.ports import Audited
 
 log = logging.getLogger(__name__)
 CHECKS: list[Check] = [*BASIC, *MANAGED, *OPTIMIZED, *AUTOMATED]
 
 
-def audit(ws: Workspace, window: str = "7d", sample: int = 20, now: datetime | None = None) -> dict[str, Any]:
+def audit(ws: Audited, window: str = "7d", sample: int = 20, now: datetime | None = None) -> dict[str, Any]:
     """Gather the evidence of ``ws`` over the last ``window``, replaying ``sample`` traces, and judge it."""
     return judge(gather(ws, window, sample, now))
 

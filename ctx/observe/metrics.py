@@ -145,7 +145,7 @@ class Metrics:
         """The state a workspace holds, read at scrape time: freshness, queue, store sizes, breakers and
         caches (once it has assembled), firing alerts. The daemon and ``ctx metrics`` watch the same."""
         self.watch_state(StateCollector(ws.sources, ws.catalog.counts, ws.jobs.depth))
-        self.watch_state(AssemblyCollector(lambda: ws.assembler.describe() if "assembler" in ws.__dict__ else None))
+        self.watch_state(AssemblyCollector(ws.describe_assembly))  # None until a request built the assembler
         self.watch_state(AlertsCollector(ws.alert_counts))
 
     def record_assembly(self, out: dict[str, Any], seconds: float) -> None:

@@ -8,12 +8,12 @@ import json
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ctx.errors import UserError
 from ctx.models import Document
@@ -21,14 +21,16 @@ from ctx.settings import parse_duration
 from ctx.store.archive import read_versions
 from ctx.store.catalog import Catalog
 from ctx.store.writer import InlineWriter
+from ctx.versions.ports import Closeable, History, SnapshotTarget
 
 if TYPE_CHECKING:
     from ctx.pipeline import JobRunner, SourceSummary
     from ctx.store.catalog import DocumentWrite
-    from ctx.workspace import Workspace
+
+S = TypeVar("S", bound=Closeable)
 
 _RELATIVE = re.compile(r"^\s*\d+(?:\.\d+)?\s*(ms|s|m|h|d)\s*$")
-OPEN_SNAPSHOTS = 8  # snapshot workspaces kept open per workspace (each has its own assembler thread)
+OPEN_SNAPSHOTS = 8  # snapshots kept open per target (each has its own assembler thread)
 KEEP_ON_DISK = 16  # snapshot indexes kept under HOME/cache/asof/, the most recently used ones
 _LOCK = threading.Lock()
 
@@ -91,17 +93,20 @@ def picks_at(catalog: Catalog, when: str, tenanted: set[str]) -> list[Pick]:
     return [Pick(d, v, s) for d, v, s, tenant in rows if tenant is not None or s not in tenanted]
 
 
-def snapshot(target: Workspace, as_of: str, history: Workspace) -> Workspace:
-    """``target`` (its settings, embedder and trace store) over ``history``'s data as it was at ``as_of``.
+def snapshot(target: SnapshotTarget, as_of: str, history: History, opened: MutableMapping[str, S],
+             open_at: Callable[[Path], S]) -> S:
+    """``target`` (its settings, embedder and processing) over ``history``'s data as it was at ``as_of``.
 
     The snapshot index is built once per set of versions (chunked and embedded by the normal ingest
-    code; the embedding cache makes unchanged chunks free) under HOME/cache/asof/HASH/, and kept open.
+    code; the embedding cache makes unchanged chunks free) under HOME/cache/asof/HASH/, and kept open:
+    ``open_at(directory)`` opens it (the caller's factory), and ``opened`` (the target's open variants,
+    closed with it) keeps it under ``asof-HASH``.
     """
     tenanted = {name for name, cfg in target.settings.sources.items() if cfg.tenant_field}
     picks = picks_at(history.catalog, as_of, tenanted)
     key = _key(target, picks)
     with _LOCK:
-        found = target._variants.get(f"asof-{key}")
+        found = opened.get(f"asof-{key}")
         if found is not None:
             return found
         root = history.home / "cache" / "asof"
@@ -111,26 +116,26 @@ def snapshot(target: Workspace, as_of: str, history: Workspace) -> Workspace:
                 shutil.rmtree(directory, ignore_errors=True)  # a build that died half-way
                 _build(target, history, directory, picks)
             (directory / "ready").touch()
-        found = _open(target, directory)
-        _remember(target, f"asof-{key}", found)
-        _prune(root, keep={k.removeprefix("asof-") for k in target._variants if k.startswith("asof-")})
+        found = open_at(directory)
+        _remember(opened, f"asof-{key}", found)
+        _prune(root, keep={k.removeprefix("asof-") for k in opened if k.startswith("asof-")})
     return found
 
 
-def _key(target: Workspace, picks: list[Pick]) -> str:
+def _key(target: SnapshotTarget, picks: list[Pick]) -> str:
     data = {"index": target.settings.fingerprint("chunking", "embedding", "enrichment"),
             "versions": [[p.doc_id, p.version] for p in picks]}
     return hashlib.sha256(json.dumps(data, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def _documents(history: Workspace, picks: list[Pick]) -> Iterator[tuple[Document, int]]:
+def _documents(history: History, picks: list[Pick]) -> Iterator[tuple[Document, int]]:
     for row in read_versions(history.catalog, history.home, [(p.doc_id, p.version) for p in picks]):
         yield Document(row["doc_id"], row["source"], row["key"], row["text"] or "", row["title"] or "",
                        row["format"] or "text", row["tenant"], json.loads(row["metadata"] or "{}"),
                        row["content_hash"]), row["version"]
 
 
-def _build(target: Workspace, history: Workspace, directory: Path, picks: list[Pick]) -> None:
+def _build(target: SnapshotTarget, history: History, directory: Path, picks: list[Pick]) -> None:
     from ctx.pipeline import BATCH_DOCS, JobRunner
 
     catalog = Catalog(directory / "catalog.db")
@@ -165,22 +170,12 @@ def _store(runner: JobRunner, batch: list[DocumentWrite], summaries: dict[str, S
         runner.write_batch("asof", writes, summaries.setdefault(source, SourceSummary(source)))
 
 
-def _open(target: Workspace, directory: Path) -> Workspace:
-    from ctx.workspace import Workspace
-
-    found = Workspace(target.settings.model_copy(update={"home": directory}), target.env, target.write)
-    # The snapshot's own catalog and vectors open lazily from its home; the rest is the target's.
-    found.__dict__.update(traces=target.traces, versions=target.versions, embedder=target.embedder)
-    found.origin = target.origin
-    return found
-
-
-def _remember(target: Workspace, name: str, found: Workspace) -> None:
-    """Kept with the target's version workspaces (closed with it); the oldest snapshots beyond a few close."""
-    target._variants[name] = found
-    opened = [k for k in target._variants if k.startswith("asof-")]
-    for old in opened[:-OPEN_SNAPSHOTS]:
-        target._variants.pop(old).close()
+def _remember(opened: MutableMapping[str, S], name: str, found: S) -> None:
+    """Kept with the target's open variants (closed with it); the oldest snapshots beyond a few close."""
+    opened[name] = found
+    names = [k for k in opened if k.startswith("asof-")]
+    for old in names[:-OPEN_SNAPSHOTS]:
+        opened.pop(old).close()
 
 
 def _prune(root: Path, keep: set[str]) -> None:

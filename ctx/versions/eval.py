@@ -17,7 +17,7 @@ from ctx.versions.metrics import METRICS, score
 from ctx.versions.store import Version
 
 if TYPE_CHECKING:
-    from ctx.workspace import Workspace
+    from ctx.versions.ports import Evaluator, Registry, Runner
 
 Tick = Callable[[int, int], None]  # (queries done, of total)
 Note = Callable[[str], None]
@@ -25,7 +25,7 @@ RESAMPLES = 2000  # paired bootstrap draws: enough for a stable 95% interval, qu
 SEED = 0  # fixed, so the same two runs always give the same verdict
 
 
-def evaluate(ws: Workspace, queries: Sequence[LabeledQuery], k: int = 10, version: str | None = None,
+def evaluate(ws: Evaluator, queries: Sequence[LabeledQuery], k: int = 10, version: str | None = None,
              versions: Sequence[str] | None = None, recipe: str | None = None, name: str = "",
              progress: Tick | None = None, note: Note | None = None) -> dict[str, Any]:
     """One version (``version``, default the one in force) or two side by side (``versions``)."""
@@ -39,7 +39,7 @@ def evaluate(ws: Workspace, queries: Sequence[LabeledQuery], k: int = 10, versio
     return run(ws, queries, resolve(ws, version, recipe), k, name, progress, note)
 
 
-def resolve(ws: Workspace, ref: str | None, recipe: str | None) -> Version:
+def resolve(ws: Registry, ref: str | None, recipe: str | None) -> Version:
     """The version to evaluate: ``ref`` (of ``recipe`` when given), else the recipe's version in force."""
     if ref is None:
         return ws.current_version(recipe)
@@ -48,8 +48,8 @@ def resolve(ws: Workspace, ref: str | None, recipe: str | None) -> Version:
     return ws.resolve_version(ref, recipe)
 
 
-def target_for(ws: Workspace, version: Version, note: Note | None = None) -> Workspace:
-    """The workspace that runs ``version``; a version that chunks or embeds differently from the live
+def target_for(ws: Evaluator, version: Version, note: Note | None = None) -> Runner:
+    """What runs ``version``; a version that chunks or embeds differently from the live
     index gets its side index built first (as ``ctx versions build`` builds it): comparing chunking
     strategies is what evaluation is for."""
     from ctx.versions.manage import build
@@ -63,7 +63,7 @@ def target_for(ws: Workspace, version: Version, note: Note | None = None) -> Wor
     return ws.for_version(version)
 
 
-def run(ws: Workspace, queries: Sequence[LabeledQuery], version: Version, k: int = 10, name: str = "",
+def run(ws: Evaluator, queries: Sequence[LabeledQuery], version: Version, k: int = 10, name: str = "",
         progress: Tick | None = None, note: Note | None = None) -> dict[str, Any]:
     """Evaluate ``version`` on ``queries`` and store the run; its means and per-query results."""
     from ctx.assemble.assembler import CriticalMissing
@@ -93,13 +93,13 @@ def run(ws: Workspace, queries: Sequence[LabeledQuery], version: Version, k: int
     return out
 
 
-def _store(ws: Workspace, out: dict[str, Any]) -> None:
+def _store(ws: Evaluator, out: dict[str, Any]) -> None:
     row = {key: out[key] for key in ("id", "created_at", "version", "recipe", "queries", "queries_sha256", "k",
                                      "count")}
     ws.catalog.db.table("eval_runs").insert({**row, "metrics": json.dumps(out["metrics"], sort_keys=True)})
 
 
-def compare(ws: Workspace, queries: Sequence[LabeledQuery], a: Version, b: Version, k: int = 10, name: str = "",
+def compare(ws: Evaluator, queries: Sequence[LabeledQuery], a: Version, b: Version, k: int = 10, name: str = "",
             progress: Tick | None = None, note: Note | None = None) -> dict[str, Any]:
     """Both versions on the same queries, and per metric: both means, the difference, and whether it is
     significant (a paired bootstrap over the queries)."""
