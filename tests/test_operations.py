@@ -67,17 +67,17 @@ def test_every_read_returns_its_typed_output_in_process(local: Any) -> None:
     assert context.trace_id and context.tokens <= 500 and context.blocks
     assert context.context == local.call(ops.REPLAY, ops.ReplayIn(trace_id=context.trace_id))["context"]
     hits = local.get(ops.SEARCH, SearchIn(query="refund"))
-    assert hits.root and all(hit.source == "docs" for hit in hits.root)
+    assert hits and all(hit.source == "docs" for hit in hits)
     jobs = local.get(ops.JOBS, JobsIn(limit=5))
-    assert [job.status for job in jobs.root] == ["ok"]
+    assert [job.status for job in jobs] == ["ok"]
     traces = local.get(ops.TRACES, TracesIn(limit=5))
-    assert [t.id for t in traces.root] == [context.trace_id]
+    assert [t.id for t in traces] == [context.trace_id]
     status = local.get(ops.STATUS)
     assert status.daemon is None and status.documents > 0 and [s.name for s in status.sources] == ["docs"]
-    assert local.get(ops.SOURCES).root[0].documents == status.documents
-    assert local.get(ops.QUARANTINE, QuarantineIn()).root == []
+    assert local.get(ops.SOURCES)[0].documents == status.documents
+    assert local.get(ops.QUARANTINE, QuarantineIn()) == []
     assert local.get(ops.COST, CostIn(since="1d")).requests == 1
-    assert local.get(ops.VERSIONS, VersionsIn()).root[0].current
+    assert local.get(ops.VERSIONS, VersionsIn())[0].current
     assert local.get(ops.AUDIT, ops.AuditIn(sample=1)).level in range(5)
     assert "ctx_source_staleness_seconds" in local.get(ops.METRICS)
 

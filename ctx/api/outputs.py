@@ -7,10 +7,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class Block(BaseModel):
+class Output(BaseModel):
+    """Every output model: built on first use (a command validates one output, if any; see ctx.api.inputs)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Block(Output):
     source: str
     provider: str
     criticality: str
@@ -31,7 +37,7 @@ class Block(BaseModel):
     text: str
 
 
-class ProviderOut(BaseModel):
+class ProviderOut(Output):
     """How one provider of the recipe did for this request."""
 
     kind: str
@@ -48,7 +54,7 @@ class ProviderOut(BaseModel):
     via: str | None
 
 
-class AssembleOut(BaseModel):
+class AssembleOut(Output):
     trace_id: str
     request: dict[str, Any]
     recipe: str
@@ -69,7 +75,7 @@ class AssembleOut(BaseModel):
     context: str
 
 
-class HitOut(BaseModel):
+class HitOut(Output):
     chunk_id: str
     doc_id: str
     source: str
@@ -89,7 +95,7 @@ class HitOut(BaseModel):
     vector_distance: float | None
 
 
-class JobOut(BaseModel):
+class JobOut(Output):
     id: str
     kind: str
     trigger: str = Field(description="who asked: cli, api, schedule, watch, push, or alert (a refresh_sources "
@@ -105,14 +111,14 @@ class JobOut(BaseModel):
     summary: dict[str, Any] | None
 
 
-class EventsOut(BaseModel):
+class EventsOut(Output):
     job_id: str
     accepted: int = Field(description="events taken; durable from now on")
     quarantined: int = Field(description="of those, events that failed validation: kept in quarantine with "
                                          "their reason, not processed")
 
 
-class TraceSummary(BaseModel):
+class TraceSummary(Output):
     id: str
     created_at: str
     query: str | None
@@ -134,7 +140,7 @@ class TraceSummary(BaseModel):
     variant: str | None = None
 
 
-class TraceOut(BaseModel):
+class TraceOut(Output):
     """A whole trace: the request, every candidate and why it was kept or not, timings, the exact context."""
 
     id: str
@@ -167,7 +173,7 @@ class TraceOut(BaseModel):
     context_sha256: str
 
 
-class RerunOut(BaseModel):
+class RerunOut(Output):
     original: str
     rerun: str
     identical: bool
@@ -177,11 +183,11 @@ class RerunOut(BaseModel):
     changed: list[dict[str, Any]]
 
 
-class SourceOut(BaseModel):
+class SourceOut(Output):
     """Every field, in the order the core lists them: a response model writes its own fields first and
     extra ones after, so any other order would print different JSON through the daemon than in-process."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     name: str
     kind: str
     freshness: str
@@ -199,10 +205,10 @@ class SourceOut(BaseModel):
     stale: bool
 
 
-class StatusOut(BaseModel):
+class StatusOut(Output):
     """Every field, in the order the core lists them (see SourceOut); ``daemon`` is null in-process."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     home: str
     config: str | None
     embedder: str
@@ -222,13 +228,13 @@ class StatusOut(BaseModel):
     daemon: dict[str, Any] | None
 
 
-class DoctorOut(BaseModel):
+class DoctorOut(Output):
     ok: bool
     checks: list[dict[str, Any]]
     repaired: dict[str, int]
 
 
-class ArchiveOut(BaseModel):
+class ArchiveOut(Output):
     """What one archive pass moved to the cold tier, and what the archive holds after it."""
 
     moved: int = Field(description="document versions moved out of the catalog by this pass")
@@ -240,23 +246,23 @@ class ArchiveOut(BaseModel):
     files: int = Field(description="archive files in all")
 
 
-class Health(BaseModel):
+class Health(Output):
     ok: bool
     api_version: str
     pid: int
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Output):
     code: str = Field(description="stable, machine-readable: bad_request, invalid_request, unauthorized, "
                                   "host_not_allowed, not_found, conflict, payload_too_large, unavailable, internal")
     message: str
 
 
-class ErrorOut(BaseModel):
+class ErrorOut(Output):
     error: ErrorBody
 
 
-class QuarantinedOut(BaseModel):
+class QuarantinedOut(Output):
     id: int | str
     run_id: str | None
     source: str
@@ -268,9 +274,9 @@ class QuarantinedOut(BaseModel):
     seen: int
 
 
-# List results as models of their own, so every operation has one output type.
-Hits = RootModel[list[HitOut]]
-Jobs = RootModel[list[JobOut]]
-TraceSummaries = RootModel[list[TraceSummary]]
-Sources = RootModel[list[SourceOut]]
-Quarantined = RootModel[list[QuarantinedOut]]
+# List results: a list of the model (validated through a TypeAdapter, no class of its own to build).
+Hits = list[HitOut]
+Jobs = list[JobOut]
+TraceSummaries = list[TraceSummary]
+Sources = list[SourceOut]
+Quarantined = list[QuarantinedOut]

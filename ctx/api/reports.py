@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import ConfigDict, Field
+
+from ctx.api.outputs import Output
 
 
-class VersionOut(BaseModel):
+class VersionOut(Output):
     id: str
     recipe: str
     created_at: str
@@ -23,14 +25,14 @@ class VersionDetailOut(VersionOut):
     index_home: str | None = None
 
 
-class VersionSide(BaseModel):
+class VersionSide(Output):
     id: str
     recipe: str
     index: str
     index_state: Literal["live", "built", "not built"]
 
 
-class VersionDiffOut(BaseModel):
+class VersionDiffOut(Output):
     a: VersionSide
     b: VersionSide
     changes: list[dict[str, Any]] = Field(description="each differing setting: its dotted path, from, to")
@@ -38,21 +40,21 @@ class VersionDiffOut(BaseModel):
     needs_side_index: list[str]
 
 
-class VersionLabelOut(BaseModel):
+class VersionLabelOut(Output):
     recipe: str
     label: str
     version: str
     previous: str | None
 
 
-class VersionRollbackOut(BaseModel):
+class VersionRollbackOut(Output):
     recipe: str
     label: str
     from_: str = Field(alias="from")
     to: str
 
 
-class AlertNotificationOut(BaseModel):
+class AlertNotificationOut(Output):
     """One step's work for an alert: an action, a webhook message, or a note (a re-fire in the cooldown)."""
 
     step: int
@@ -66,7 +68,7 @@ class AlertNotificationOut(BaseModel):
     at: str
 
 
-class AlertOut(BaseModel):
+class AlertOut(Output):
     """One incident of an anomaly rule and key, firing or resolved."""
 
     id: str
@@ -90,7 +92,7 @@ class AlertOut(BaseModel):
     notifications: list[AlertNotificationOut]
 
 
-class AlertRef(BaseModel):
+class AlertRef(Output):
     id: str
     rule: str
     key: str
@@ -101,7 +103,7 @@ class AlertStepOut(AlertRef):
     step: int
 
 
-class AlertDeliveryOut(BaseModel):
+class AlertDeliveryOut(Output):
     id: int
     alert_id: str
     step: int
@@ -112,7 +114,7 @@ class AlertDeliveryOut(BaseModel):
     error: str | None
 
 
-class AlertCheckOut(BaseModel):
+class AlertCheckOut(Output):
     """What one evaluation of the alert rules changed."""
 
     evaluated_at: str
@@ -126,11 +128,11 @@ class AlertCheckOut(BaseModel):
     active: int
 
 
-class Report(BaseModel):
+class Report(Output):
     """A report whose sections follow the configuration (objectives, experiments, levels): its top-level
     fields are typed where they are fixed, the rest kept as the core wrote them."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class CostOut(Report):
@@ -167,6 +169,6 @@ class EvalOut(Report):
     pass
 
 
-Experiments = RootModel[list[ExperimentOut]]
-Alerts = RootModel[list[AlertOut]]
-Versions = RootModel[list[VersionOut]]
+Experiments = list[ExperimentOut]
+Alerts = list[AlertOut]
+Versions = list[VersionOut]
