@@ -28,9 +28,7 @@ def _numeric(annotation: Any) -> bool:
 class Request(BaseModel):
     """Unknown fields are refused, as in ctx.toml: a misspelt option must not be silently ignored."""
 
-    # defer_build: a model's validator is built when first used, so a command that sends one request does
-    # not pay for building all of them (tens of ms at every start of the CLI).
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid")
 
     @field_validator("*", mode="before")
     @classmethod
