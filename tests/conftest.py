@@ -5,12 +5,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import random
-import signal
+import shutil
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "fixtures"
+from tests.helpers import FIXTURES, Daemon, Loopback, Receiver, no_proxy, serving
 
 os.environ["CTX_LOAD_PLUGINS"] = ""  # installed third-party plugins never load in tests
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -108,62 +103,9 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
 @pytest.fixture
 def docs_dir(tmp_path: Path) -> Iterator[Path]:
     """A small copy of the fixture docs that tests may edit."""
-    import shutil
-
     target = tmp_path / "docs"
     shutil.copytree(FIXTURES / "docs", target)
     yield target
-
-
-class Daemon:
-    """A real daemon subprocess for one home, started the way users start it (`ctx daemon start`)."""
-
-    def __init__(self, home: Path, env: dict[str, str], config: Path | None) -> None:
-        self.home = home
-        self.env = env
-        self.config = config
-
-    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """The real `ctx` command in a subprocess, with this daemon's home and config."""
-        command = [sys.executable, "-m", "ctx.cli", *(["--config", str(self.config)] if self.config else []), *args]
-        proc = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout)
-        if check:
-            assert proc.returncode == 0, f"ctx {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}"
-        return proc
-
-    def start(self) -> Daemon:
-        self.cli("daemon", "start", timeout=240)
-        return self
-
-    @property
-    def runtime(self) -> Any:
-        from ctx.api import runtime as rt
-
-        found = rt.read(self.home)
-        assert found is not None, f"no daemon running for {self.home}"
-        return found
-
-    def client(self) -> Any:
-        from ctx.client import DaemonClient
-
-        return DaemonClient(self.runtime)
-
-    def log(self) -> str:
-        path = self.home / "daemon.log"
-        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-
-    def stop(self) -> None:
-        from ctx.api import runtime as rt
-
-        found = rt.read(self.home)
-        if found is None:
-            return
-        os.kill(found.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while rt.alive(found.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if rt.alive(found.pid):
-            os.kill(found.pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -182,24 +124,17 @@ def daemon(ctx_env: dict[str, str]) -> Iterator[Callable[..., Daemon]]:
         d.stop()
 
 
-CORPUS_TOPICS = ["refunds", "webhooks", "rate limits", "SAML", "audit logs", "billing", "SDK setup", "experiments",
-                 "segments", "data residency"]
+@pytest.fixture
+def loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Loopback]]:
+    """``loopback(handler, delay=0)`` starts a loopback upstream server (stopped at teardown)."""
+    no_proxy(monkeypatch)
+    yield from serving(Loopback)
 
 
-def write_markdown_corpus(root: Path, sources: list[str], docs_per_source: int, sections: int = 3) -> str:
-    """Deterministic generated markdown documents, one folder per source; returns their [sources] tables."""
-    for source in sources:
-        folder = root / source
-        folder.mkdir(parents=True)
-        for i in range(docs_per_source):
-            rnd = random.Random(f"{source}-{i}")
-            parts = []
-            for j in range(sections):
-                topic = rnd.choice(CORPUS_TOPICS)
-                body = " ".join(
-                    f"Step {j}.{k} of the {topic} procedure in {source} document {i} applies to team {rnd.randint(1, 999)}."
-                    for k in range(8)
-                )
-                parts.append(f"## Part {j}: {topic}\n\n{body}\n")
-            (folder / f"doc-{i:02d}.md").write_text(f"# {source.title()} document {i}\n\n" + "\n".join(parts))
-    return "".join(f'[sources.{s}]\nkind = "files"\npath = "{s}"\ninclude = ["**/*.md"]\n\n' for s in sources)
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """A loopback webhook endpoint, started for the test."""
+    no_proxy(monkeypatch)
+    with Receiver() as server:
+        yield server
+

@@ -18,6 +18,7 @@ from ctx.retrieve.hybrid import Filters
 from ctx.settings import Settings, load_settings
 from ctx.versions import stats
 from ctx.versions.experiments import assign
+from tests.helpers import ROOT
 
 BASE = """
 [embedding]
@@ -81,7 +82,7 @@ def test_assignment_is_deterministic_across_processes() -> None:
     )
     # A fresh interpreter with another hash seed: nothing in the bucket may depend on hash().
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                          env={"PYTHONHASHSEED": "12345", "PATH": ""}, cwd=Path(__file__).parent.parent)
+                          env={"PYTHONHASHSEED": "12345", "PATH": ""}, cwd=ROOT)
     assert json.loads(proc.stdout) == here
     assert set(here) == {"v0", "v1"}
 

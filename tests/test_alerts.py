@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import pytest
 from ctx.observe.series import TraceSample
 from ctx.observe.signals import iso
 from ctx.workspace import Workspace
+from tests.helpers import Receiver
 from tests.test_anomaly import traffic
 
 T0 = datetime(2025, 3, 3, tzinfo=UTC).timestamp()
@@ -39,48 +38,6 @@ min_count = 5
 escalate_after = "{escalate_after}"
 cooldown = "30m"
 """
-
-
-class Receiver:
-    """A loopback webhook endpoint: records every POST; ``fail[path] = n`` answers the next n with 500."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.fail: dict[str, int] = {}
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                path = self.path.split("?")[0]
-                with receiver.lock:
-                    receiver.requests.append({"path": path, "query": self.path.partition("?")[2],
-                                              "headers": dict(self.headers), "json": json.loads(body)})
-                    failing = receiver.fail.get(path, 0)
-                    receiver.fail[path] = max(failing - 1, 0)
-                self.send_response(500 if failing else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def to(self, path: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests if r["path"] == path]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    thread = threading.Thread(target=r.server.serve_forever, daemon=True)
-    thread.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 def config(receiver: Receiver, escalate_after: str = "5m", extra: str = "") -> str:
@@ -167,29 +124,29 @@ def test_escalation_through_three_steps_in_order_then_resolution_to_both(open_ws
     assert [s["step"] for s in second["steps"]] == [2]
     assert [(d["target"], d["event"], d["status"]) for d in second["deliveries"]] == [("oncall", "firing", "sent")]
     (first,) = receiver.requests
-    assert first["path"] == f"/hooks/{PATH_SECRET}" and first["query"] == f"key={QUERY_SECRET}"
-    assert first["headers"]["Authorization"] == f"Bearer {TOKEN}"
-    assert first["headers"]["Content-Type"] == "application/json"
-    body = first["json"]
+    assert first.path == f"/hooks/{PATH_SECRET}" and first.raw_query == f"key={QUERY_SECRET}"
+    assert first.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert first.headers["Content-Type"] == "application/json"
+    body = first.json()
     assert body["event"] == "firing" and body["step"] == 2 and body["source"] == "ctx"
     assert body["alert"]["rule"] == "latency" and body["alert"]["id"] == alert["id"]
     assert body["alert"]["state"] == "firing" and body["alert"]["severity"] == "error"
     assert body["text"].startswith("[ERROR] latency: latency p95 ")
-    assert first["headers"]["Idempotency-Key"] == f"ctx-{body['notification_id']}"
+    assert first.headers["Idempotency-Key"] == f"ctx-{body['notification_id']}"
 
     third = check(ws, 103 + 10 / 60)  # another 5 minutes: step 3, the escalation webhook
     assert [(d["target"], d["event"], d["status"]) for d in third["deliveries"]] == [("pager", "escalation", "sent")]
     escalation = receiver.to("/pager")[0]
-    assert escalation["json"]["step"] == 3 and escalation["json"]["text"].startswith("ESCALATED [ERROR]")
-    assert "Authorization" not in escalation["headers"]  # pager has no token
+    assert escalation.json()["step"] == 3 and escalation.json()["text"].startswith("ESCALATED [ERROR]")
+    assert "Authorization" not in escalation.headers  # pager has no token
     assert check(ws, 110)["steps"] == [] and len(receiver.requests) == 2  # three steps, no fourth
 
     resolved = check(ws, 134)  # the spike ended at 130 m: three buckets in band
     assert [a["id"] for a in resolved["resolved"]] == [alert["id"]]
     assert sorted((d["target"], d["event"]) for d in resolved["deliveries"]) == [
         ("oncall", "resolved"), ("pager", "resolved")]
-    assert [r["json"]["event"] for r in receiver.requests] == ["firing", "escalation", "resolved", "resolved"]
-    assert all(r["json"]["alert"]["state"] == "resolved" for r in receiver.requests[2:])
+    assert [r.json()["event"] for r in receiver.requests] == ["firing", "escalation", "resolved", "resolved"]
+    assert all(r.json()["alert"]["state"] == "resolved" for r in receiver.requests[2:])
     assert check(ws, 140)["deliveries"] == [] and len(receiver.requests) == 4
 
     (done,) = ws.alerts(10, False)
@@ -223,7 +180,7 @@ def test_cooldown_a_refire_inside_it_notifies_nobody_and_one_still_firing_after_
     ws = open_ws(escalate_after="0s")
     spike(ws, (60, 66), (72, 105))
     check(ws, 64)
-    assert [r["json"]["event"] for r in receiver.requests] == ["firing", "escalation"]
+    assert [r.json()["event"] for r in receiver.requests] == ["firing", "escalation"]
     assert len(check(ws, 70)["resolved"]) == 1  # resolved at 70 m: the cooldown runs to 100 m
     assert len(receiver.requests) == 4  # ... and both webhooks heard of it
 
@@ -237,8 +194,8 @@ def test_cooldown_a_refire_inside_it_notifies_nobody_and_one_still_firing_after_
 
     after = check(ws, 101)  # still firing when the cooldown ends: now it is told
     assert [s["step"] for s in after["steps"]] == [1, 2, 3]
-    assert [r["json"]["event"] for r in receiver.requests[4:]] == ["firing", "escalation"]
-    assert receiver.requests[4]["json"]["alert"]["id"] == alert["id"]
+    assert [r.json()["event"] for r in receiver.requests[4:]] == ["firing", "escalation"]
+    assert receiver.requests[4].json()["alert"]["id"] == alert["id"]
     assert len(ws.alerts(10, False)) == 2
 
 
@@ -267,7 +224,7 @@ def test_a_failing_webhook_is_recorded_and_retried_until_it_is_delivered(
     assert check(ws, 93.4)["deliveries"] == []  # delivered, and the dead one given up: nothing left to try
 
     hits = receiver.to(f"/hooks/{PATH_SECRET}")
-    assert len(hits) == 3 and len({h["headers"]["Idempotency-Key"] for h in hits}) == 1  # one message, 3 tries
+    assert len(hits) == 3 and len({h.headers["Idempotency-Key"] for h in hits}) == 1  # one message, 3 tries
     notes = {n["target"]: n for n in ws.alerts(10, True)[0]["notifications"]}
     assert notes["oncall"]["status"] == "sent" and notes["oncall"]["attempts"] == 3
     assert notes["oncall"]["error"] is None and notes["oncall"]["detail"] == receiver.url
@@ -286,7 +243,7 @@ def test_secrets_never_reach_rows_logs_or_output(open_ws: Any, receiver: Receive
     check(ws, 93.2)
     check(ws, 134)
     assert len(receiver.to(f"/hooks/{PATH_SECRET}")) == 3  # failed, retried, resolved: it was all exercised
-    assert receiver.requests[0]["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert receiver.requests[0].headers["Authorization"] == f"Bearer {TOKEN}"
 
     dump = json.dumps([list(ws.catalog.db.query(f"select * from {t}")) for t in ("alerts", "alert_notifications")])
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)

@@ -15,9 +15,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.python.asgi import ASGIClient
 
+from tests.helpers import FIXTURES
+
 TOKEN = "schema-test-token"
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Host": "localhost"}
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 CONFIG = """
 [embedding]

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,76 +24,29 @@ import pytest
 from ctx.settings import load_settings
 from ctx.store.writer import ThreadWriter
 from ctx.workspace import Workspace
+from tests.helpers import Loopback, Reply, Request, no_proxy, serving
 
 
-class Upstream:
+class Upstream(Loopback):
     """A loopback JSON API: counts calls, waits ``delay`` seconds, answers ``status`` (items if 200)."""
 
     def __init__(self, text: str = "upstream answer", delay: float = 0.0, status: int = 200) -> None:
         self.text = text
-        self.delay = delay
         self.status = status
-        self.calls = 0
-        self._lock = threading.Lock()
-        upstream = self
+        super().__init__(self._respond, delay)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with upstream._lock:
-                    upstream.calls += 1
-                    delay, status, text = upstream.delay, upstream.status, upstream.text
-                if delay:
-                    time.sleep(delay)
-                if status == 200:
-                    body = json.dumps([{"id": "item-1", "title": "Answer", "text": text}]).encode()
-                else:
-                    body = json.dumps({"error": "upstream broke"}).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:  # the client gave up (its deadline passed): nothing to answer
-                    pass
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.request_queue_size = 128
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True).start()
-
-    def set(self, **changes: Any) -> None:
-        with self._lock:
-            for name, value in changes.items():
-                setattr(self, name, value)
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def _respond(self, request: Request) -> Reply:
+        with self.lock:
+            status, text = self.status, self.text
+        if status == 200:
+            return Reply(200, [{"id": "item-1", "title": "Answer", "text": text}])
+        return Reply(status, {"error": "upstream broke"})
 
 
 @pytest.fixture
-def upstream() -> Iterator[Callable[..., Upstream]]:
-    started: list[Upstream] = []
-
-    def start(**kw: Any) -> Upstream:
-        server = Upstream(**kw)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    # httpx honours proxy variables; loopback requests must never go through one.
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
+def upstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Upstream]]:
+    no_proxy(monkeypatch)
+    yield from serving(Upstream)
 
 
 @pytest.fixture

@@ -334,7 +334,7 @@ criticality = "optional"
 
 
 def test_assemble_json_stays_in_budget_end_to_end(tmp_path: Path, write_config, ctx_cli) -> None:
-    from tests.conftest import FIXTURES
+    from tests.helpers import FIXTURES
 
     docs, notes = tmp_path / "docs", tmp_path / "notes"
     for rel in ["billing/refunds-and-disputes.md", "api/rate-limits.md", "security/saml-sso.md",

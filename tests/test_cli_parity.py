@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+from tests.helpers import FIXTURES
 
 CONFIG = """
 [daemon]

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.test_alerts import PATH_SECRET, TOKEN, Receiver, receiver  # noqa: F401 - the fixture
+from tests.helpers import Receiver, wait_until
+from tests.test_alerts import PATH_SECRET, TOKEN
 
 CONFIG = """
 [embedding]
@@ -49,19 +48,8 @@ cooldown = "0s"
 """
 
 
-def _wait(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
-
-
 def test_the_daemon_alerts_on_a_stale_source_forces_its_sync_and_tells_the_webhook(
-        docs_dir: Path, write_config: Any, ctx_cli: Any, daemon: Any, receiver: Receiver) -> None:  # noqa: F811
+        docs_dir: Path, write_config: Any, ctx_cli: Any, daemon: Any, receiver: Receiver) -> None:
     for folder in docs_dir.iterdir():  # a small corpus: one folder of the fixture docs
         if folder.is_dir() and folder.name != "billing":
             shutil.rmtree(folder)
@@ -70,16 +58,18 @@ def test_the_daemon_alerts_on_a_stale_source_forces_its_sync_and_tells_the_webho
     d = daemon(config=config, ONCALL_TOKEN=TOKEN)
     client = d.client()
     try:
-        job = _wait("a sync forced by the alert", lambda: next(
-            (j for j in client.jobs(50) if j["trigger"] == "alert" and j["status"] == "ok"), None))
+        job = wait_until(lambda: next(
+            (j for j in client.jobs(50) if j["trigger"] == "alert" and j["status"] == "ok"), None),
+            timeout=60, interval=0.1, what="a sync forced by the alert")
         assert job["sources"] == ["docs"] and job["kind"] == "ingest"
-        hook = _wait("the webhook message", lambda: next(
-            (r for r in receiver.requests if r["json"]["event"] == "firing"), None))
-        assert hook["path"] == f"/hook/{PATH_SECRET}" and hook["headers"]["Authorization"] == f"Bearer {TOKEN}"
-        assert hook["json"]["alert"]["rule"] == "stale" and hook["json"]["alert"]["key"] == "docs"
+        hook = wait_until(lambda: next(
+            (r for r in receiver.requests if r.json()["event"] == "firing"), None),
+            timeout=60, interval=0.1, what="the webhook message")
+        assert hook.path == f"/hook/{PATH_SECRET}" and hook.headers["Authorization"] == f"Bearer {TOKEN}"
+        assert hook.json()["alert"]["rule"] == "stale" and hook.json()["alert"]["key"] == "docs"
 
         rows = json.loads(d.cli("alerts", "--all", "--json").stdout)  # the real CLI, through the daemon
-        first = next(a for a in rows if a["id"] == hook["json"]["alert"]["id"])
+        first = next(a for a in rows if a["id"] == hook.json()["alert"]["id"])
         assert (first["rule"], first["key"], first["severity"], first["metric"]) == (
             "stale", "docs", "error", "staleness_ratio")
         assert first["step"] == 3 and first["sources"] == ["docs"] and first["value"] > 1.0

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import write_markdown_corpus
+from tests.helpers import write_markdown_corpus
 
 pytestmark = pytest.mark.model
 

@@ -12,11 +12,8 @@ import json
 import os
 import re
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ from starlette.testclient import TestClient
 
 from ctx.api import runtime as rt
 from ctx.api.schemas import API_VERSION, VERSION_HEADER
+from tests.helpers import Loopback, Reply, Request, no_proxy, wait_until
 
 SOURCES = """
 [sources.docs]
@@ -316,13 +314,11 @@ def test_odd_queries_never_crash_search_or_assemble(make_app: Callable[..., App]
 
 
 def _wait_job(app: App, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished() -> dict[str, Any] | None:
         job = app.http.get(f"/v1/jobs/{job_id}", headers=app.auth).json()
-        if job["status"] in ("ok", "partial", "failed", "interrupted"):
-            return dict(job)
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish within {timeout}s")
+        return dict(job) if job["status"] in ("ok", "partial", "failed", "interrupted") else None
+
+    return wait_until(finished, timeout, what=f"job {job_id} to finish")  # type: ignore[no-any-return]
 
 
 # --- metrics --------------------------------------------------------------------------------------
@@ -516,54 +512,44 @@ RECORDS = {"items": [
 ]}
 
 
-@pytest.fixture
-def leaky_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+class LeakyApi(Loopback):
     """A loopback API that checks the secret, serves records once, and echoes request headers in its errors."""
-    state: dict[str, Any] = {"keys": [], "records_served": 0}
-    lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            key = self.headers.get("X-Api-Key") or self.headers.get("Authorization", "").removeprefix("Bearer ")
-            echoed = json.dumps({"error": "server error", "your_headers": dict(self.headers.items())})
-            with lock:
-                state["keys"].append(key)
-            if self.path.startswith("/records"):
-                with lock:
-                    first = state["records_served"] == 0
-                    state["records_served"] += 1
-                if key == SECRET and first:
-                    self._send(200, json.dumps(RECORDS), "application/json")
-                else:
-                    self._send(500, echoed, "application/json", {"X-Echo-Key": key})
-            elif self.path.startswith("/denied"):
-                self._send(401, echoed, "application/json", {"WWW-Authenticate": f'Bearer realm="{key}"'})
-            elif self.path.startswith("/html"):
-                self._send(200, f"<html><body>key was {key}</body></html>", "text/html")
-            else:
-                self._send(500, echoed, "application/json", {"X-Echo-Key": key})
+    def __init__(self) -> None:
+        self.records_served = 0
+        super().__init__(self._respond)
 
-        def _send(self, status: int, body: str, kind: str, headers: dict[str, str] | None = None) -> None:
-            data = body.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    @property
+    def keys(self) -> list[str]:
+        """The key every request so far carried."""
+        return [_key(r) for r in self.requests]
 
-        def log_message(self, *args: Any) -> None:
-            pass
+    def _respond(self, request: Request) -> Reply:
+        key = _key(request)
+        echoed = json.dumps({"error": "server error", "your_headers": request.headers})
+        if request.target.startswith("/records"):
+            with self.lock:
+                first = self.records_served == 0
+                self.records_served += 1
+            if key == SECRET and first:
+                return Reply(200, json.dumps(RECORDS), content_type="application/json")
+            return Reply(500, echoed, {"X-Echo-Key": key}, "application/json")
+        if request.target.startswith("/denied"):
+            return Reply(401, echoed, {"WWW-Authenticate": f'Bearer realm="{key}"'}, "application/json")
+        if request.target.startswith("/html"):
+            return Reply(200, f"<html><body>key was {key}</body></html>", content_type="text/html")
+        return Reply(500, echoed, {"X-Echo-Key": key}, "application/json")
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-    for proxy in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(proxy, raising=False)
-    state["base"] = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+
+def _key(request: Request) -> str:
+    return request.header("X-Api-Key") or (request.header("Authorization") or "").removeprefix("Bearer ")
+
+
+@pytest.fixture
+def leaky_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[LeakyApi]:
+    no_proxy(monkeypatch)
+    with LeakyApi() as server:
+        yield server
 
 
 def _http_source(name: str, url: str, header: str) -> str:
@@ -582,8 +568,8 @@ timeout = "5s"
 
 
 def test_a_source_secret_never_leaves_the_fetch(daemon: Callable[..., Any], write_config: Callable[[str], Path],
-                                                leaky_api: dict[str, Any]) -> None:
-    base = leaky_api["base"]
+                                                leaky_api: LeakyApi) -> None:
+    base = leaky_api.url
     config = write_config(_config(sources="".join([
         _http_source("kb", f"{base}/records?page_size=50", '"X-Api-Key" = "CTX_TEST_API_KEY"'),
         _http_source("broken", f"{base}/boom", 'Authorization = "Bearer ${CTX_TEST_API_KEY}"'),
@@ -609,8 +595,8 @@ def test_a_source_secret_never_leaves_the_fetch(daemon: Callable[..., Any], writ
     assert "not JSON" in summary["html"]["error"]
     second = run("ingest", "kb", "--json")  # the records URL now answers 500, echoing the key
     assert "HTTP 500" in json.loads(second.stdout)["sources"][0]["error"]
-    assert all(key == SECRET for key in leaky_api["keys"]), "every request carried the configured secret"
-    assert len(leaky_api["keys"]) >= 6
+    assert all(key == SECRET for key in leaky_api.keys), "every request carried the configured secret"
+    assert len(leaky_api.keys) >= 6
 
     assembled = run("assemble", "duplicate charge refund", "--json")
     assert assembled.returncode == 0

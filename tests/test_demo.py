@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 
 def test_demo_ingests_the_fixtures_and_its_trace_replays(ctx_cli, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from ctx.settings import Settings, SourceSettings
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 EXAMPLE = (ROOT / "ctx.toml.example").read_text()
 README = (ROOT / "README.md").read_text()

@@ -23,8 +23,8 @@ from ctx.versions.metrics import (
     reciprocal_rank,
     token_efficiency,
 )
+from tests.helpers import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 QUERIES = FIXTURES / "eval" / "queries.jsonl"
 BEIR_QUERIES = FIXTURES / "eval" / "beir-queries.jsonl"
 BEIR_QRELS = FIXTURES / "eval" / "beir-qrels.tsv"

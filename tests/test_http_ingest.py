@@ -6,15 +6,13 @@ or errors, including when the API fails.
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from tests.helpers import Loopback, Reply, Request, no_proxy
 
 TOKEN = "tok-9f8e7d6c5b4a-very-secret"
 PAGES = {
@@ -27,48 +25,42 @@ PAGES = {
 }
 
 
+class IncidentsApi(Loopback):
+    """The incidents API: two pages by cursor; ``fail`` makes it answer 500."""
+
+    def __init__(self) -> None:
+        self.fail = False
+        super().__init__(self._respond)
+
+    def _respond(self, request: Request) -> Reply:
+        if self.fail:
+            return Reply(500)
+        page = 2 if "cursor=c2" in request.target else 1
+        return Reply(200, {"data": PAGES[page]})
+
+    @property
+    def auth(self) -> list[str | None]:
+        """The Authorization header of every request so far."""
+        return [r.header("Authorization") for r in self.requests]
+
+
 @pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    state: dict[str, Any] = {"fail": False, "auth": []}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state["auth"].append(self.headers.get("Authorization"))
-            if state["fail"]:
-                self.send_response(500)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            page = 2 if "cursor=c2" in self.path else 1
-            body = json.dumps({"data": PAGES[page]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[IncidentsApi]:
     monkeypatch.setenv("STATUS_TOKEN", TOKEN)
-    for proxy in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(proxy, raising=False)
-    state["url"] = f"http://127.0.0.1:{httpd.server_address[1]}/api/incidents"
-    yield state
-    httpd.shutdown()
+    no_proxy(monkeypatch)
+    with IncidentsApi() as server:
+        yield server
 
 
 @pytest.fixture
-def config(api: dict[str, Any], write_config) -> Path:
+def config(api: IncidentsApi, write_config) -> Path:
     return write_config(f"""
 [embedding]
 embedder = "none"
 
 [sources.status]
 kind = "http"
-url = "{api["url"]}"
+url = "{api.url}/api/incidents"
 headers = {{ Authorization = "Bearer ${{STATUS_TOKEN}}" }}
 records_path = "data.items"
 id_field = "id"
@@ -88,12 +80,12 @@ def _home_bytes() -> bytes:
     return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
 
 
-def test_http_source_ingests_pages_and_keeps_the_token_secret(config: Path, api: dict[str, Any], ctx_cli) -> None:
+def test_http_source_ingests_pages_and_keeps_the_token_secret(config: Path, api: IncidentsApi, ctx_cli) -> None:
     res = ctx_cli("ingest", "--json")
     summary = res.json()
     assert summary["totals"]["new"] == 3
     assert summary["totals"]["quarantined"] == 1  # the item without an id
-    assert api["auth"] and all(a == f"Bearer {TOKEN}" for a in api["auth"])
+    assert api.auth and all(a == f"Bearer {TOKEN}" for a in api.auth)
     out = ctx_cli("assemble", "SAML login loop on the ACS page", "--json").json()
     assert any(b["document"] == "inc-3" for b in out["blocks"])
     trace = ctx_cli("replay", out["trace_id"], "--json")
@@ -103,9 +95,9 @@ def test_http_source_ingests_pages_and_keeps_the_token_secret(config: Path, api:
     assert TOKEN.encode() not in _home_bytes()
 
 
-def test_a_failing_api_keeps_old_data_and_never_prints_the_token(config: Path, api: dict[str, Any], ctx_cli) -> None:
+def test_a_failing_api_keeps_old_data_and_never_prints_the_token(config: Path, api: IncidentsApi, ctx_cli) -> None:
     ctx_cli("ingest", "--json")
-    api["fail"] = True
+    api.set(fail=True)
     res = ctx_cli("ingest", "--json", ok=False)
     assert res.exit_code == 1
     failed = res.json()["sources"][0]

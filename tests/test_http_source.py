@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from pydantic import ValidationError
@@ -19,6 +15,8 @@ from ctx.builtins.http_source import HttpSettings, HttpSource
 from ctx.errors import SourceError
 from ctx.ingest.source import FetchContext
 from ctx.models import Record, Rejected
+from tests.helpers import Loopback, Request, serving
+from tests.helpers import Reply as Answer
 
 SECRET = "s3cret"
 
@@ -33,64 +31,29 @@ class Seen:
 Reply = tuple[int, dict[str, str], bytes | str | Any]
 
 
-@dataclass
-class Server:
+def _seen(request: Request) -> Seen:
+    return Seen(path=request.path, query=request.query, headers={k.lower(): v for k, v in request.headers.items()})
+
+
+class Server(Loopback):
     """A loopback server whose replies come from ``respond(seen) -> (status, headers, body)``."""
 
-    url: str
-    respond: Callable[[Seen], Reply]
-    seen: list[Seen] = field(default_factory=list)
+    def __init__(self, respond: Callable[[Seen], Reply]) -> None:
+        self.respond = respond
+        super().__init__(lambda request: _reply(*self.respond(_seen(request))))
+
+    @property
+    def seen(self) -> list[Seen]:
+        return [_seen(r) for r in self.requests]
 
 
-def _start(respond: Callable[[Seen], Reply]) -> tuple[Server, ThreadingHTTPServer]:
-    server = Server(url="", respond=respond)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            seen = Seen(
-                path=parts.path,
-                query={k: v[-1] for k, v in parse_qs(parts.query).items()},
-                headers={k.lower(): v for k, v in self.headers.items()},
-            )
-            server.seen.append(seen)
-            try:
-                status, headers, body = server.respond(seen)
-            except AssertionError as exc:  # surfaces in the test as a 418 with the reason
-                status, headers, body = 418, {}, str(exc)
-            if not isinstance(body, bytes | str):
-                body = json.dumps(body)
-                headers = {"Content-Type": "application/json", **headers}
-            data = body.encode() if isinstance(body, str) else body
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True).start()
-    return server, httpd
+def _reply(status: int, headers: dict[str, str], body: bytes | str | Any) -> Answer:
+    return Answer(status, body, headers)
 
 
 @pytest.fixture
 def serve() -> Iterator[Callable[[Callable[[Seen], Reply]], Server]]:
-    started: list[ThreadingHTTPServer] = []
-
-    def start(respond: Callable[[Seen], Reply]) -> Server:
-        server, httpd = _start(respond)
-        started.append(httpd)
-        return server
-
-    yield start
-    for httpd in started:
-        httpd.shutdown()
-        httpd.server_close()
+    yield from serving(Server)
 
 
 @pytest.fixture(autouse=True)

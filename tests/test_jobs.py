@@ -10,7 +10,7 @@ import pytest
 
 from ctx.pipeline import Stopped
 from ctx.workspace import Workspace
-from tests.conftest import write_markdown_corpus
+from tests.helpers import write_markdown_corpus
 
 DOCS = 150  # three queue batches of 64
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 DOCS = ["billing/refunds-and-disputes.md", "api/rotating-api-keys.md", "security/saml-sso.md",
         "api/rate-limits.md", "guides/webhook-signatures.md"]

@@ -10,14 +10,14 @@ import json
 import os
 import re
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.helpers import Loopback, Reply, Request
 
 BASE = '[embedding]\nembedder = "none"\n\n'
 
@@ -380,49 +380,23 @@ ORDERS = {
 }
 
 
+def _orders(request: Request) -> Reply:
+    match = re.fullmatch(r"/users/([^/?]+)/orders(\?.*)?", request.target)
+    if match is None:
+        return Reply(404, {"error": "no such route"})
+    from urllib.parse import unquote
+
+    user = unquote(match.group(1))
+    if user == "boom":
+        return Reply(500, {"error": "server error", "your_headers": request.headers})
+    return Reply(200, {"data": {"orders": ORDERS.get(user, [])}})
+
+
 @pytest.fixture
-def orders_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def orders_api(loopback: Callable[..., Loopback]) -> Loopback:
     """A loopback orders API; it records every request's path and headers, and answers 500 for user
     ``boom`` with the request headers echoed in the body (as a careless API would)."""
-    seen: list[dict[str, Any]] = []
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            with lock:
-                seen.append({"path": self.path, "headers": dict(self.headers.items())})
-            match = re.fullmatch(r"/users/([^/?]+)/orders(\?.*)?", self.path)
-            if match is None:
-                self._send(404, {"error": "no such route"})
-                return
-            from urllib.parse import unquote
-
-            user = unquote(match.group(1))
-            if user == "boom":
-                self._send(500, {"error": "server error", "your_headers": dict(self.headers.items())})
-                return
-            self._send(200, {"data": {"orders": ORDERS.get(user, [])}})
-
-        def _send(self, status: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    for proxy in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(proxy, raising=False)
-    yield {"port": httpd.server_address[1], "seen": seen}
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    return loopback(_orders)
 
 
 def _http(port: int, headers: str = 'Authorization = "Bearer ${ORDERS_TOKEN}"') -> str:
@@ -445,10 +419,10 @@ criticality = "important"
 """
 
 
-def test_http_provider_calls_the_api_with_the_env_token(orders_api: dict[str, Any], write_config, ctx_cli,
+def test_http_provider_calls_the_api_with_the_env_token(orders_api: Loopback, write_config, ctx_cli,
                                                         monkeypatch: pytest.MonkeyPatch, ctx_env) -> None:
     monkeypatch.setenv("ORDERS_TOKEN", TOKEN)
-    config = write_config(BASE + _http(orders_api["port"]))
+    config = write_config(BASE + _http(orders_api.port))
     assert TOKEN not in config.read_text()
 
     outputs: list[str] = []
@@ -462,13 +436,13 @@ def test_http_provider_calls_the_api_with_the_env_token(orders_api: dict[str, An
     assert all(b["provider"] == "orders" and b["as_of"] for b in out["blocks"])
     assert "refund pending" in out["context"]
 
-    request = orders_api["seen"][-1]
-    assert request["path"] == "/users/u1/orders"
-    assert request["headers"].get("Authorization") == f"Bearer {TOKEN}", "the server sees the token"
+    request = orders_api.requests[-1]
+    assert request.target == "/users/u1/orders"
+    assert request.headers.get("Authorization") == f"Bearer {TOKEN}", "the server sees the token"
 
     # The user value is URL-encoded into the path, not spliced.
     slash = assemble(ctx_cli, "where is my order?", "--recipe", "orders", "--user", "a/b")
-    assert orders_api["seen"][-1]["path"] == "/users/a%2Fb/orders"
+    assert orders_api.requests[-1].target == "/users/a%2Fb/orders"
     assert _doc_keys(slash) == ["o-9"]
 
     # An API error that echoes the request headers: the request degrades, and the token stays out of it.
@@ -478,7 +452,7 @@ def test_http_provider_calls_the_api_with_the_env_token(orders_api: dict[str, An
     assert failed["providers"]["orders"]["status"] == "failed"
     assert "HTTP 500" in failed["providers"]["orders"]["error"]
     assert failed["blocks"] == []
-    assert orders_api["seen"][-1]["headers"].get("Authorization") == f"Bearer {TOKEN}"
+    assert orders_api.requests[-1].headers.get("Authorization") == f"Bearer {TOKEN}"
 
     for trace_id in (out["trace_id"], failed["trace_id"]):
         outputs.append(ctx_cli("replay", trace_id, "--json").stdout)
@@ -499,24 +473,24 @@ def test_http_provider_calls_the_api_with_the_env_token(orders_api: dict[str, An
         assert TOKEN.encode() not in path.read_bytes(), f"the token leaked into {path}"
 
 
-def test_http_provider_literal_token_is_a_config_error(orders_api: dict[str, Any], write_config, ctx_cli) -> None:
+def test_http_provider_literal_token_is_a_config_error(orders_api: Loopback, write_config, ctx_cli) -> None:
     literal = "sk-live-literal-123456"
-    write_config(BASE + _http(orders_api["port"], f'Authorization = "Bearer {literal}"'))
+    write_config(BASE + _http(orders_api.port, f'Authorization = "Bearer {literal}"'))
     line = config_error(ctx_cli("assemble", "q", "--recipe", "orders", "--user", "u1", ok=False),
                         "providers.orders.headers")
     assert "environment variable" in line
     assert literal not in line
-    assert orders_api["seen"] == []
+    assert orders_api.requests == []
 
 
-def test_http_provider_missing_env_var_degrades_without_calling(orders_api: dict[str, Any], write_config, ctx_cli,
+def test_http_provider_missing_env_var_degrades_without_calling(orders_api: Loopback, write_config, ctx_cli,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ORDERS_TOKEN", raising=False)
-    write_config(BASE + _http(orders_api["port"]))
+    write_config(BASE + _http(orders_api.port))
     out = assemble(ctx_cli, "where is my order?", "--recipe", "orders", "--user", "u1")
     assert out["providers"]["orders"]["status"] == "failed"
     assert "ORDERS_TOKEN" in out["providers"]["orders"]["error"]
-    assert orders_api["seen"] == []
+    assert orders_api.requests == []
 
 
 # --- recipes ----------------------------------------------------------------------------------------

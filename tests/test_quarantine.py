@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FIXTURES
+from tests.helpers import FIXTURES
 
 LIMIT = 400  # max_record_bytes for every source below: small enough to have a "too large" record of each kind
 

@@ -28,8 +28,9 @@ from ctx.tui.screens.detail import TraceScreen
 from ctx.tui.screens.help import HelpScreen
 from ctx.tui.widgets.banner import Banner
 from ctx.tui.widgets.traces import TraceTable
+from tests.helpers import ROOT
 
-RECORDED = json.loads((Path(__file__).parent / "data" / "dash_fixture.json").read_text(encoding="utf-8"))
+RECORDED = json.loads((ROOT / "tests" / "data" / "dash_fixture.json").read_text(encoding="utf-8"))
 NOW = datetime(2026, 1, 1, 12, 30, 30, tzinfo=UTC)
 
 
