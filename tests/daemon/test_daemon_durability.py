@@ -32,7 +32,7 @@ SECTIONS = 2
 DAEMON = "[daemon]\nscheduler = false\n\n"
 
 
-# --- helpers (the corpus generator and read-only catalog checks follow tests/test_crash_recovery.py) ---
+# --- helpers (the corpus generator and read-only catalog checks follow tests/store/test_crash_recovery.py) ---
 
 
 def _write_corpus(root: Path) -> str:

@@ -19,7 +19,7 @@ from ctx.observe.series import TraceSample
 from ctx.observe.signals import iso
 from ctx.workspace import Workspace
 from tests.helpers import Receiver
-from tests.test_anomaly import traffic
+from tests.observe.test_anomaly import traffic
 
 T0 = datetime(2025, 3, 3, tzinfo=UTC).timestamp()
 TOKEN = "s3cr3t-Token-Value-9f8e7d"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import Receiver, wait_until
-from tests.test_alerts import PATH_SECRET, TOKEN
+from tests.observe.test_alerts import PATH_SECRET, TOKEN
 
 CONFIG = """
 [embedding]
