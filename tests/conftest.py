@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import FIXTURES, Daemon, Loopback, Receiver, no_proxy, serving
+from tests.helpers import FIXTURES, Daemon, Loopback, Receiver, Template, copy_tree, no_proxy, serving
 
 os.environ["CTX_LOAD_PLUGINS"] = ""  # installed third-party plugins never load in tests
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,8 +31,7 @@ def _loopback(address: Any) -> bool:
         return False
 
 
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+def _guard_network(monkeypatch: pytest.MonkeyPatch) -> None:
     real_connect = socket.socket.connect
 
     def guarded(self: socket.socket, address: Any) -> Any:
@@ -43,21 +42,31 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    _guard_network(monkeypatch)
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One unpacked model for the whole session: unpacking is per home otherwise."""
     return tmp_path_factory.mktemp("models")
 
 
-@pytest.fixture(autouse=True)
-def ctx_env(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    home = tmp_path / "home"
+def _isolate(monkeypatch: pytest.MonkeyPatch, root: Path, model_dir: Path) -> dict[str, str]:
+    """A test's environment: ``root`` is the working directory, ``root/home`` its CTX_HOME."""
+    home = root / "home"
     monkeypatch.setenv("CTX_HOME", str(home))
     monkeypatch.setenv("CTX_MODEL_DIR", str(model_dir))
     monkeypatch.delenv("CTX_CONFIG", raising=False)
     monkeypatch.delenv("CTX_DEBUG", raising=False)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(root)
     return {"CTX_HOME": str(home), "CTX_MODEL_DIR": str(model_dir)}
+
+
+@pytest.fixture(autouse=True)
+def ctx_env(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return _isolate(monkeypatch, tmp_path, model_dir)
 
 
 class Result:
@@ -74,20 +83,65 @@ class Result:
         return f"<Result exit={self.exit_code} stderr={self.stderr[-2000:]!r}>"
 
 
+def run_cli(*args: str, ok: bool = True) -> Result:
+    """The real CLI in this process, with the current environment."""
+    from ctx.cli import app
+
+    res = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    out = Result(res.exit_code, res.stdout, res.stderr, res.stdout_bytes)
+    if ok:
+        assert res.exit_code == 0, out
+    return out
+
+
 @pytest.fixture
 def ctx_cli() -> Callable[..., Result]:
     """Runs the real CLI in-process (the model stays loaded between calls)."""
-    from ctx.cli import app
+    return run_cli
 
-    def run(*args: str, ok: bool = True) -> Result:
-        runner = CliRunner()
-        res = runner.invoke(app, list(args), catch_exceptions=False)
-        out = Result(res.exit_code, res.stdout, res.stderr, res.stdout_bytes)
-        if ok:
-            assert res.exit_code == 0, out
-        return out
 
-    return run
+@pytest.fixture(scope="session")
+def home_template(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Callable[..., Template]:
+    """``home_template(name, build)``: a project folder whose home was built once per session.
+
+    ``build(root)`` runs once per name, in ``root`` as the working directory with ``root/home`` as CTX_HOME (as
+    a test would): it writes the project's files and runs what fills the home (an ingest with the real model,
+    say); what it returns is kept as ``Template.output``. Tests take a copy (``copy_project``), never the
+    template itself.
+    """
+    built: dict[str, Template] = {}
+
+    def get(name: str, build: Callable[[Path], Any]) -> Template:
+        if name not in built:
+            root = tmp_path_factory.mktemp(f"template-{name}")
+            with pytest.MonkeyPatch.context() as mp:
+                _guard_network(mp)
+                _isolate(mp, root, model_dir)
+                output = build(root)
+            built[name] = Template(root, output)
+        return built[name]
+
+    return get
+
+
+@pytest.fixture
+def copy_project(tmp_path: Path) -> Callable[[Template], Path]:
+    """``copy_project(template)``: the template's files and home copied into this test's folder (its CTX_HOME)."""
+
+    def copy(template: Template) -> Path:
+        copy_tree(template.root, tmp_path)
+        return tmp_path
+
+    return copy
+
+
+@pytest.fixture
+def demo_home(home_template: Callable[..., Template], copy_project: Callable[[Template], Path]) -> Template:
+    """This test's CTX_HOME holds a copy of a session-wide `ctx demo --json` home (the real model ingested
+    fixtures/demo.toml into ``home/demo`` once); ``output`` is what that first demo printed."""
+    template = home_template("demo", lambda root: run_cli("demo", "--json").json())
+    copy_project(template)
+    return template
 
 
 @pytest.fixture

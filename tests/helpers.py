@@ -1,4 +1,4 @@
-"""Shared test helpers: a loopback upstream HTTP server, waiters, and copies of a session-scoped ingested home."""
+"""Shared test helpers: a loopback upstream HTTP server, waiters, the daemon driver, and session-built homes."""
 
 from __future__ import annotations
 
@@ -270,21 +270,6 @@ def no_proxy(monkeypatch: Any) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-# --- copies of an ingested home ------------------------------------------------------------------------
-
-
-def copy_home(template: Path, target: Path) -> Path:
-    """Copies an ingested home (catalog, vectors, caches, traces) without the files of a process that ran on it.
-
-    Nothing in a home names its own path (the catalog stores document locations from the config, Chroma's
-    sqlite stores segment ids), so a copy works wherever it lands.
-    """
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(template, target, ignore=shutil.ignore_patterns(*RUNTIME_FILES))
-    return target
-
-
 class Receiver(Loopback):
     """A loopback webhook endpoint: records every request; ``fail[path] = n`` answers the next n with 500."""
 
@@ -297,6 +282,32 @@ class Receiver(Loopback):
             failing = self.fail.get(request.path, 0)
             self.fail[request.path] = max(failing - 1, 0)
         return Reply(500 if failing else 200)
+
+
+# --- homes built once per session ------------------------------------------------------------------------
+
+
+@dataclass
+class Template:
+    """A project folder (config, data files, ``home/``) built once per session, and what building it returned."""
+
+    root: Path
+    output: Any = None
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+
+def copy_tree(source: Path, target: Path) -> Path:
+    """Copies a project folder or a home into ``target`` (merging into it), without the files of a process
+    that ran on it. Modification times are kept, so a files source sees its documents unchanged.
+
+    Nothing in a home names its own path (the catalog keys documents by their path inside the source, Chroma's
+    sqlite names segments by id), so a copy works wherever it lands.
+    """
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*RUNTIME_FILES), dirs_exist_ok=True)
+    return target
 
 
 # --- generated corpora --------------------------------------------------------------------------------

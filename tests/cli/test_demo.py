@@ -1,4 +1,8 @@
-"""`ctx demo`: the README's first command, on the bundled fixtures, with the real model."""
+"""`ctx demo`: the README's first command, on the bundled fixtures, with the real model.
+
+The first demo runs once per session (the ``demo_home`` fixture: the real model ingests the fixtures); each
+test gets a copy of the home it made, with what it printed.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, Template
 
 
-def test_demo_ingests_the_fixtures_and_its_trace_replays(ctx_cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    out = ctx_cli("demo", "--json").json()
+def test_demo_ingests_the_fixtures_and_its_trace_replays(demo_home: Template, ctx_cli,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    out = demo_home.output  # the first `ctx demo --json`, run with CTX_HOME=demo_home.home
     ingest, assembled = out["ingest"], out["assemble"]
     assert ingest["ok"]
     by_source = {s["source"]: s for s in ingest["sources"]}
@@ -31,20 +36,22 @@ def test_demo_ingests_the_fixtures_and_its_trace_replays(ctx_cli, monkeypatch: p
     assert tickets, "the demo should show that the user's tickets reach the context"
     assert [b["as_of"] for b in by_provider["history"]] == sorted((b["as_of"] for b in by_provider["history"]),
                                                                    reverse=True)
-    assert Path(out["home"]) == Path(os.environ["CTX_HOME"]) / "demo"
+    assert Path(out["home"]) == demo_home.home / "demo"
 
-    # A second demo finds everything unchanged and embeds nothing.
-    again = ctx_cli("demo", "--json").json()["ingest"]
+    # A second demo (on this test's copy of that home) finds everything unchanged and embeds nothing.
+    second = ctx_cli("demo", "--json").json()
+    again = second["ingest"]
+    assert Path(second["home"]) == Path(os.environ["CTX_HOME"]) / "demo"
     assert again["totals"]["chunks_embedded"] == 0 and again["totals"]["unchanged"] == ingest["totals"]["new"]
 
     # The trace the demo printed replays byte for byte from the demo's own home.
     monkeypatch.setenv("CTX_CONFIG", str(FIXTURES / "demo.toml"))
-    monkeypatch.setenv("CTX_HOME", out["home"])
+    monkeypatch.setenv("CTX_HOME", second["home"])
     replayed = ctx_cli("replay", assembled["trace_id"])
     assert replayed.stdout == assembled["context"]
 
 
-def test_demo_tickets_are_acme_only(ctx_cli) -> None:
+def test_demo_tickets_are_acme_only(demo_home: Template, ctx_cli) -> None:
     out = ctx_cli("demo", "--json", "--query", "webhook signature rotation problems").json()
     import sqlite3
 
