@@ -4,6 +4,7 @@ and no query text can break the FTS5 query."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctx.retrieve.lexical import fts_query
+from tests.helpers import Template, run_cli
 
 pytestmark = pytest.mark.model
 
@@ -64,16 +66,20 @@ criticality = "enhancing"
 """
 
 
-@pytest.fixture
-def corpus(tmp_path: Path, write_config, ctx_cli) -> Path:
+def _build(root: Path) -> None:
     for rel, text in DOCS.items():
-        path = tmp_path / rel
+        path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    write_config(CONFIG)
-    res = ctx_cli("ingest", "--json").json()
+    (root / "ctx.toml").write_text(CONFIG)
+    res = run_cli("ingest", "--json").json()
     assert res["totals"]["new"] == len(DOCS)
-    return tmp_path
+
+
+@pytest.fixture
+def corpus(home_template: Callable[..., Template], copy_project: Callable[[Template], Path]) -> Path:
+    """This test's copy of the small corpus, ingested with the real model once per session."""
+    return copy_project(home_template("retrieval", _build))
 
 
 def _search(ctx_cli, query: str, *args: str) -> list[dict]:

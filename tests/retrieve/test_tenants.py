@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.helpers import Template, run_cli
 
 ACME_SECRET = "zephyrquartz"
 GLOBEX_SECRET = "marmalade-octopus"
@@ -36,11 +39,11 @@ TICKETS = [
 ]
 
 
-@pytest.fixture
-def tenants(tmp_path: Path, write_config, ctx_cli) -> None:
-    with open(tmp_path / "tickets.jsonl", "w", encoding="utf-8") as out:
+def _build(root: Path) -> None:
+    """Two tenants' tickets and shared docs, ingested with the real model."""
+    with open(root / "tickets.jsonl", "w", encoding="utf-8") as out:
         out.writelines(json.dumps(row) + "\n" for row in TICKETS)
-    docs = tmp_path / "docs"
+    docs = root / "docs"
     docs.mkdir()
     (docs / "api-keys.md").write_text(
         "# Rotating API keys\n\nTo rotate an API key after a leak, create a new key, deploy it, then revoke the old "
@@ -49,7 +52,7 @@ def tenants(tmp_path: Path, write_config, ctx_cli) -> None:
     (docs / "refunds.md").write_text(
         "# Refunds\n\nA double charge is refunded in full to the original card within five business days.\n"
     )
-    write_config("""
+    (root / "ctx.toml").write_text("""
 [sources.tickets]
 kind = "jsonl"
 path = "tickets.jsonl"
@@ -62,9 +65,15 @@ path = "docs"
 include = ["**/*.md"]
 criticality = "critical"
 """)
-    summary = ctx_cli("ingest", "--json").json()
+    summary = run_cli("ingest", "--json").json()
     assert summary["totals"]["new"] == 6 and summary["totals"]["quarantined"] == 0
     assert summary["model_id"] != "none"  # the real model, so the vector leg is filtered too
+
+
+@pytest.fixture
+def tenants(home_template: Callable[..., Template], copy_project: Callable[[Template], Path]) -> None:
+    """This test's copy of the two-tenant project, ingested once per session."""
+    copy_project(home_template("tenants", _build))
 
 
 def _no_globex(payload: Any) -> None:
