@@ -94,11 +94,14 @@ def texts(context: Any, provider: str) -> list[str]:
 def test_slow_provider_is_cut_at_the_deadline(upstream: Callable[..., Upstream], open_ws: Callable[..., Workspace],
                                                ctx_cli: Any, caplog: pytest.LogCaptureFixture) -> None:
     fast = upstream(text="fast facts")
-    slow = upstream(text="slow facts", delay=2.0)
+    # The slow answer: what a request would wait for without the cut. The bounds below are fractions of it,
+    # so a shared machine's stalls (hundreds of ms) do not fail the test while a missing cut still does.
+    slow_answer = 4.0
+    slow = upstream(text="slow facts", delay=slow_answer)
     toml = (http_provider("fast", fast.url + "/fast?q={query}")
             # Every late answer counts as a breaker failure (5 open it by default): kept closed here, so each
             # request really waits on the slow server and is cut by the deadline, not skipped by the breaker.
-            + http_provider("slow", slow.url + "/slow?q={query}", timeout="5s", breaker={"failures": 100})
+            + http_provider("slow", slow.url + "/slow?q={query}", timeout="10s", breaker={"failures": 100})
             + "[recipes.mix]\nproviders = { fast = {}, slow = {} }\n")
     ws = open_ws(toml)
     deadline = 0.150
@@ -113,12 +116,12 @@ def test_slow_provider_is_cut_at_the_deadline(upstream: Callable[..., Upstream],
         took.append(time.perf_counter() - started)
         contexts.append(context)
 
-    # Cut at the deadline, not held until the slow answer (2 s): the typical request ends at the deadline, and
+    # Cut at the deadline, not held until the slow answer: the typical request ends at the deadline, and
     # none waits anywhere near the slow server. The bounds leave room for a shared machine's pauses (one CI
     # run saw a single 650 ms request from a stall elsewhere); how close to the deadline it ends is measured by
     # `ctx bench --assembly`, not asserted here.
     assert statistics.median(took) <= deadline + 0.100, f"took {[round(t * 1000) for t in took]} ms"
-    assert max(took) < 1.0, f"took {[round(t * 1000) for t in took]} ms"
+    assert max(took) < slow_answer / 2, f"took {[round(t * 1000) for t in took]} ms"
     for context in contexts:
         assert context.providers["slow"]["status"] in ("late", "timeout"), context.providers["slow"]
         assert context.providers["fast"]["status"] == "ok"
@@ -140,10 +143,10 @@ def test_slow_provider_is_cut_at_the_deadline(upstream: Callable[..., Upstream],
 
     # The same through the command line, with --deadline as a user writes it. A command is a cold process: its
     # one request also pays the http client's first use (SSL context, ~50 ms here, more on a busy machine) inside
-    # the deadline, so it gets a roomier one; still far below the slow server's 2 s.
+    # the deadline, so it gets a roomier one; still far below the slow answer.
     started = time.perf_counter()
     out = ctx_cli("assemble", "--recipe", "mix", "--deadline", "400ms", "--json", "from the cli").json()
-    assert time.perf_counter() - started < 1.5
+    assert time.perf_counter() - started < slow_answer / 2
     assert out["providers"]["slow"]["status"] in ("late", "timeout")
     assert [d["source"] for d in out["degradations"]] == ["slow"]
     assert [b["text"] for b in out["blocks"] if b["provider"] == "fast"] == ["fast facts"]

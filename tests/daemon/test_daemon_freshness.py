@@ -18,20 +18,16 @@ from typing import Any
 import pytest
 
 from ctx.api.schemas import AssembleIn, EventsIn, SearchIn
+from tests.helpers import wait_until
 
 VISIBLE_WITHIN = 2.0  # seconds from a write (or a push) to the assembled context
 
 
 def _wait(what: str, probe: Callable[[], Any], timeout: float, interval: float = 0.02) -> tuple[Any, float]:
-    """Call ``probe`` until it returns something truthy; returns (that, seconds it took)."""
+    """``wait_until`` that also says how long it waited: (what ``probe`` returned, seconds)."""
     started = time.monotonic()
-    last: Any = None
-    while time.monotonic() - started < timeout:
-        last = probe()
-        if last:
-            return last, time.monotonic() - started
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
+    value = wait_until(probe, timeout, interval, what)
+    return value, time.monotonic() - started
 
 
 def _synced(client: Any, *names: str) -> Callable[[], bool]:
