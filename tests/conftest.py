@@ -19,6 +19,7 @@ from tests.helpers import (
     Receiver,
     Result,
     Template,
+    Workspaces,
     copy_tree,
     no_proxy,
     run_cli,
@@ -175,4 +176,12 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     no_proxy(monkeypatch)
     with Receiver() as server:
         yield server
+
+
+@pytest.fixture
+def open_workspace() -> Iterator[Workspaces]:
+    """``open_workspace(config=None, env=None, threaded=False)``: a Workspace for this test, closed at teardown."""
+    workspaces = Workspaces()
+    yield workspaces
+    workspaces.close()
 

@@ -57,6 +57,42 @@ def run_cli(*args: str, ok: bool = True) -> Result:
     return out
 
 
+# --- workspaces opened in this process ------------------------------------------------------------
+
+
+class Workspaces:
+    """Opens workspaces the ways ctx does, and closes every one it opened (the ``open_workspace`` fixture)."""
+
+    def __init__(self) -> None:
+        self._opened: list[tuple[Any, Any]] = []
+
+    def __call__(self, config: str | Path | None = None, env: dict[str, str] | None = None,
+                 threaded: bool = False) -> Any:
+        """``Workspace.open(config, env)``; ``threaded`` builds it as the daemon does, with one writer thread
+        (for tests that use it from many threads at once, or run the daemon's service on it)."""
+        from ctx.workspace import Workspace
+
+        if not threaded:
+            ws = Workspace.open(config, env=env)
+            self._opened.append((ws, None))
+            return ws
+        from ctx.settings import find_config, load_settings
+        from ctx.store.writer import ThreadWriter
+
+        env = dict(os.environ if env is None else env)
+        writer = ThreadWriter()
+        ws = Workspace(load_settings(find_config(config, env), env), env, writer)
+        self._opened.append((ws, writer))
+        return ws
+
+    def close(self) -> None:
+        for ws, writer in reversed(self._opened):
+            ws.close()
+            if writer is not None:
+                writer.close()
+        self._opened.clear()
+
+
 # --- a real daemon ----------------------------------------------------------------------------------
 
 

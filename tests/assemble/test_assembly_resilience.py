@@ -21,10 +21,8 @@ from typing import Any
 
 import pytest
 
-from ctx.settings import load_settings
-from ctx.store.writer import ThreadWriter
 from ctx.workspace import Workspace
-from tests.helpers import Loopback, Reply, Request, no_proxy, serving
+from tests.helpers import Loopback, Reply, Request, Workspaces, no_proxy, serving
 
 
 class Upstream(Loopback):
@@ -50,29 +48,14 @@ def upstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Upstream
 
 
 @pytest.fixture
-def open_ws(write_config: Callable[[str], Path]) -> Iterator[Callable[..., Workspace]]:
+def open_ws(write_config: Callable[[str], Path], open_workspace: Workspaces) -> Callable[..., Workspace]:
     """``open_ws(toml, threaded=False)``: a Workspace on that config (closed at teardown). ``threaded`` gives
     it the daemon's single-writer thread, for tests that assemble from many threads at once."""
-    opened: list[tuple[Workspace, ThreadWriter | None]] = []
 
     def open_(toml: str, threaded: bool = False) -> Workspace:
-        path = write_config('[embedding]\nembedder = "none"\n\n' + toml)
-        if not threaded:
-            ws = Workspace.open(path)
-            opened.append((ws, None))
-            return ws
-        import os
+        return open_workspace(write_config('[embedding]\nembedder = "none"\n\n' + toml), threaded=threaded)
 
-        writer = ThreadWriter()
-        ws = Workspace(load_settings(path, dict(os.environ)), None, writer)
-        opened.append((ws, writer))
-        return ws
-
-    yield open_
-    for ws, writer in opened:
-        ws.close()
-        if writer is not None:
-            writer.close()
+    return open_
 
 
 def http_provider(name: str, url: str, **fields: Any) -> str:

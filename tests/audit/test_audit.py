@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import pytest
 
 from ctx.audit.report import level_reached
 from ctx.workspace import Workspace
+from tests.helpers import Workspaces
 
 # Lexical-only, and a latency objective a loaded 2-core machine keeps: the healthy home must pass it.
 BASE = """
@@ -35,21 +36,17 @@ QUERY = "how do I rotate an API key?"
 
 
 @pytest.fixture
-def home(write_config: Callable[[str], Path], docs_dir: Path) -> Iterator[Callable[..., Workspace]]:
+def home(write_config: Callable[[str], Path], docs_dir: Path, open_workspace: Workspaces) -> Callable[..., Workspace]:
     """``home(extra_toml, requests=2)``: an ingested home that served ``requests`` identical requests."""
-    opened: list[Workspace] = []
 
     def build(extra: str = "", requests: int = 2) -> Workspace:
-        ws = Workspace.open(write_config(BASE + extra))
-        opened.append(ws)
+        ws = open_workspace(write_config(BASE + extra))
         assert ws.ingest().ok
         for _ in range(requests):
             ws.assemble(ws.request(QUERY))
         return ws
 
-    yield build
-    for ws in opened:
-        ws.close()
+    return build
 
 
 def by_id(report: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -52,15 +52,21 @@ def _vector_ids() -> set[str]:
     from ctx.workspace import Workspace
 
     ws = Workspace.open()
-    return set(ws.vectors.ids())
+    try:
+        return set(ws.vectors.ids())
+    finally:
+        ws.close()
 
 
 def _chunk_ids(doc_key: str) -> set[str]:
     from ctx.workspace import Workspace
 
     ws = Workspace.open()
-    return {r[0] for r in ws.catalog.db.execute(
-        "select c.id from chunks c join documents d on d.id = c.doc_id where d.key = ?", [doc_key])}
+    try:
+        return {r[0] for r in ws.catalog.db.execute(
+            "select c.id from chunks c join documents d on d.id = c.doc_id where d.key = ?", [doc_key])}
+    finally:
+        ws.close()
 
 
 def test_ingest_then_reingest_embeds_nothing(corpus: Path, ctx_cli) -> None:

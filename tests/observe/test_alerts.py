@@ -8,7 +8,7 @@ import json
 import logging
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import pytest
 from ctx.observe.series import TraceSample
 from ctx.observe.signals import iso
 from ctx.workspace import Workspace
-from tests.helpers import Receiver
+from tests.helpers import Receiver, Workspaces
 from tests.observe.test_anomaly import traffic
 
 T0 = datetime(2025, 3, 3, tzinfo=UTC).timestamp()
@@ -62,20 +62,14 @@ url = "${{PAGER_URL}}"
 
 
 @pytest.fixture
-def open_ws(write_config: Callable[[str], Path], ctx_env: dict[str, str],
-            receiver: Receiver) -> Iterator[Callable[..., Workspace]]:
-    opened: list[Workspace] = []
-
+def open_ws(write_config: Callable[[str], Path], ctx_env: dict[str, str], receiver: Receiver,
+            open_workspace: Workspaces) -> Callable[..., Workspace]:
     def make(text: str | None = None, **kw: str) -> Workspace:
         path = write_config(text if text is not None else config(receiver, **kw))
         env = {**ctx_env, "ONCALL_TOKEN": TOKEN, "PAGER_URL": f"{receiver.url}/pager"}
-        ws = Workspace.open(path, env=env)
-        opened.append(ws)
-        return ws
+        return open_workspace(path, env=env)
 
-    yield make
-    for ws in opened:
-        ws.close()
+    return make
 
 
 def add_traces(ws: Workspace, samples: list[TraceSample]) -> None:
