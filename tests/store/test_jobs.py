@@ -10,19 +10,21 @@ import pytest
 
 from ctx.pipeline import Stopped
 from ctx.workspace import Workspace
-from tests.helpers import write_markdown_corpus
+from tests.helpers import Workspaces, write_markdown_corpus
 
 DOCS = 150  # three queue batches of 64
 
 
-def _workspace(tmp_path: Path, write_config) -> Workspace:
+@pytest.fixture
+def workspace(tmp_path: Path, write_config, open_workspace: Workspaces) -> Workspace:
+    """A generated corpus of notes and an events source (closed at teardown)."""
     tables = write_markdown_corpus(tmp_path, ["notes"], DOCS, sections=1)
     extra = '[sources.sessions]\nkind = "events"\ntenant_field = "account"\n'
-    return Workspace.open(write_config('[embedding]\nembedder = "none"\n\n' + tables + extra))
+    return open_workspace(write_config('[embedding]\nembedder = "none"\n\n' + tables + extra))
 
 
-def test_a_job_stopped_mid_fetch_resumes_and_counts_each_document_once(tmp_path, write_config) -> None:
-    ws = _workspace(tmp_path, write_config)
+def test_a_job_stopped_mid_fetch_resumes_and_counts_each_document_once(workspace: Workspace) -> None:
+    ws = workspace
     job_id = ws.submit(["notes"])
     checks = iter(range(10_000))
     # Stop at the second batch boundary: the first batch is written, the fetch is not finished.
@@ -47,8 +49,8 @@ def test_a_job_stopped_mid_fetch_resumes_and_counts_each_document_once(tmp_path,
     assert (again["new"], again["unchanged"]) == (0, DOCS)
 
 
-def test_pushed_events_are_validated_and_bad_ones_quarantined(tmp_path, write_config) -> None:
-    ws = _workspace(tmp_path, write_config)
+def test_pushed_events_are_validated_and_bad_ones_quarantined(workspace: Workspace) -> None:
+    ws = workspace
     events = [
         {"id": "e1", "text": "opened the billing page", "account": "acme"},
         {"id": "e2", "text": "", "account": "acme"},  # empty text
@@ -64,10 +66,10 @@ def test_pushed_events_are_validated_and_bad_ones_quarantined(tmp_path, write_co
     assert [h.doc_key for h in ws.search("billing", ws.filters(None, "acme"))] == ["e1"]
 
 
-def test_events_only_go_to_append_sources_that_parse_them(tmp_path, write_config) -> None:
+def test_events_only_go_to_append_sources_that_parse_them(workspace: Workspace) -> None:
     from ctx.errors import NotFound, UserError
 
-    ws = _workspace(tmp_path, write_config)
+    ws = workspace
     with pytest.raises(UserError, match="does not take pushed events"):
         ws.push_events("notes", [{"id": "x", "text": "y"}])
     with pytest.raises(NotFound, match="unknown source"):

@@ -18,7 +18,7 @@ from ctx.retrieve.hybrid import Filters
 from ctx.settings import Settings, load_settings
 from ctx.versions import stats
 from ctx.versions.experiments import assign
-from tests.helpers import ROOT
+from tests.helpers import ROOT, Workspaces
 
 BASE = """
 [embedding]
@@ -213,7 +213,7 @@ def test_two_proportion_test_on_known_data() -> None:
 # --- the report over really assembled requests ----------------------------------------------------
 
 @pytest.fixture
-def two_versions(write_config: Any, docs_dir: Path) -> Any:
+def two_versions(write_config: Any, docs_dir: Path, open_workspace: Workspaces) -> Any:
     """A home with versions labelled prod (the budget in force) and candidate (a budget of 120), and the
     config that runs an experiment between them."""
     from ctx.workspace import Workspace
@@ -223,11 +223,10 @@ def two_versions(write_config: Any, docs_dir: Path) -> Any:
     ws.write(lambda: ws.versions.label(ws.current_version("default"), "candidate"))
     ws.close()
     config = write_config(BASE + EXPERIMENT)
-    ws = Workspace.open(config)
+    ws = open_workspace(config)
     ws.ingest()
     ws.write(lambda: ws.versions.label(ws.current_version("default"), "prod"))
-    yield ws, config
-    ws.close()
+    return ws, config
 
 
 def _traffic(ws: Any, users: range) -> None:
