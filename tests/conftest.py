@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
-import random
-import signal
+import shutil
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "fixtures"
+from tests.helpers import (
+    FIXTURES,
+    Daemon,
+    Loopback,
+    Receiver,
+    Result,
+    Template,
+    Workspaces,
+    copy_tree,
+    no_proxy,
+    run_cli,
+    serving,
+)
 
 os.environ["CTX_LOAD_PLUGINS"] = ""  # installed third-party plugins never load in tests
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,8 +41,7 @@ def _loopback(address: Any) -> bool:
         return False
 
 
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+def _guard_network(monkeypatch: pytest.MonkeyPatch) -> None:
     real_connect = socket.socket.connect
 
     def guarded(self: socket.socket, address: Any) -> Any:
@@ -48,51 +52,81 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    _guard_network(monkeypatch)
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One unpacked model for the whole session: unpacking is per home otherwise."""
     return tmp_path_factory.mktemp("models")
 
 
-@pytest.fixture(autouse=True)
-def ctx_env(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    home = tmp_path / "home"
+def _isolate(monkeypatch: pytest.MonkeyPatch, root: Path, model_dir: Path) -> dict[str, str]:
+    """A test's environment: ``root`` is the working directory, ``root/home`` its CTX_HOME."""
+    home = root / "home"
     monkeypatch.setenv("CTX_HOME", str(home))
     monkeypatch.setenv("CTX_MODEL_DIR", str(model_dir))
     monkeypatch.delenv("CTX_CONFIG", raising=False)
     monkeypatch.delenv("CTX_DEBUG", raising=False)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(root)
     return {"CTX_HOME": str(home), "CTX_MODEL_DIR": str(model_dir)}
 
 
-class Result:
-    def __init__(self, exit_code: int, stdout: str, stderr: str, stdout_bytes: bytes) -> None:
-        self.exit_code = exit_code
-        self.stdout = stdout
-        self.stderr = stderr
-        self.stdout_bytes = stdout_bytes
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    def __repr__(self) -> str:
-        return f"<Result exit={self.exit_code} stderr={self.stderr[-2000:]!r}>"
+@pytest.fixture(autouse=True)
+def ctx_env(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return _isolate(monkeypatch, tmp_path, model_dir)
 
 
 @pytest.fixture
 def ctx_cli() -> Callable[..., Result]:
     """Runs the real CLI in-process (the model stays loaded between calls)."""
-    from ctx.cli import app
+    return run_cli
 
-    def run(*args: str, ok: bool = True) -> Result:
-        runner = CliRunner()
-        res = runner.invoke(app, list(args), catch_exceptions=False)
-        out = Result(res.exit_code, res.stdout, res.stderr, res.stdout_bytes)
-        if ok:
-            assert res.exit_code == 0, out
-        return out
 
-    return run
+@pytest.fixture(scope="session")
+def home_template(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Callable[..., Template]:
+    """``home_template(name, build)``: a project folder whose home was built once per session.
+
+    ``build(root)`` runs once per name, in ``root`` as the working directory with ``root/home`` as CTX_HOME (as
+    a test would): it writes the project's files and runs what fills the home (an ingest with the real model,
+    say); what it returns is kept as ``Template.output``. Tests take a copy (``copy_project``), never the
+    template itself.
+    """
+    built: dict[str, Template] = {}
+
+    def get(name: str, build: Callable[[Path], Any]) -> Template:
+        if name not in built:
+            root = tmp_path_factory.mktemp(f"template-{name}")
+            with pytest.MonkeyPatch.context() as mp:
+                _guard_network(mp)
+                _isolate(mp, root, model_dir)
+                output = build(root)
+            built[name] = Template(root, output)
+        return built[name]
+
+    return get
+
+
+@pytest.fixture
+def copy_project(tmp_path: Path) -> Callable[[Template], Path]:
+    """``copy_project(template)``: the template's files and home copied into this test's folder (its CTX_HOME)."""
+
+    def copy(template: Template) -> Path:
+        copy_tree(template.root, tmp_path)
+        return tmp_path
+
+    return copy
+
+
+@pytest.fixture
+def demo_home(home_template: Callable[..., Template], copy_project: Callable[[Template], Path]) -> Template:
+    """This test's CTX_HOME holds a copy of a session-wide `ctx demo --json` home (the real model ingested
+    fixtures/demo.toml into ``home/demo`` once); ``output`` is what that first demo printed."""
+    template = home_template("demo", lambda root: run_cli("demo", "--json").json())
+    copy_project(template)
+    return template
 
 
 @pytest.fixture
@@ -108,62 +142,9 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
 @pytest.fixture
 def docs_dir(tmp_path: Path) -> Iterator[Path]:
     """A small copy of the fixture docs that tests may edit."""
-    import shutil
-
     target = tmp_path / "docs"
     shutil.copytree(FIXTURES / "docs", target)
     yield target
-
-
-class Daemon:
-    """A real daemon subprocess for one home, started the way users start it (`ctx daemon start`)."""
-
-    def __init__(self, home: Path, env: dict[str, str], config: Path | None) -> None:
-        self.home = home
-        self.env = env
-        self.config = config
-
-    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """The real `ctx` command in a subprocess, with this daemon's home and config."""
-        command = [sys.executable, "-m", "ctx.cli", *(["--config", str(self.config)] if self.config else []), *args]
-        proc = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout)
-        if check:
-            assert proc.returncode == 0, f"ctx {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}"
-        return proc
-
-    def start(self) -> Daemon:
-        self.cli("daemon", "start", timeout=240)
-        return self
-
-    @property
-    def runtime(self) -> Any:
-        from ctx.api import runtime as rt
-
-        found = rt.read(self.home)
-        assert found is not None, f"no daemon running for {self.home}"
-        return found
-
-    def client(self) -> Any:
-        from ctx.client import DaemonClient
-
-        return DaemonClient(self.runtime)
-
-    def log(self) -> str:
-        path = self.home / "daemon.log"
-        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-
-    def stop(self) -> None:
-        from ctx.api import runtime as rt
-
-        found = rt.read(self.home)
-        if found is None:
-            return
-        os.kill(found.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while rt.alive(found.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if rt.alive(found.pid):
-            os.kill(found.pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -182,24 +163,25 @@ def daemon(ctx_env: dict[str, str]) -> Iterator[Callable[..., Daemon]]:
         d.stop()
 
 
-CORPUS_TOPICS = ["refunds", "webhooks", "rate limits", "SAML", "audit logs", "billing", "SDK setup", "experiments",
-                 "segments", "data residency"]
+@pytest.fixture
+def loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Loopback]]:
+    """``loopback(handler, delay=0)`` starts a loopback upstream server (stopped at teardown)."""
+    no_proxy(monkeypatch)
+    yield from serving(Loopback)
 
 
-def write_markdown_corpus(root: Path, sources: list[str], docs_per_source: int, sections: int = 3) -> str:
-    """Deterministic generated markdown documents, one folder per source; returns their [sources] tables."""
-    for source in sources:
-        folder = root / source
-        folder.mkdir(parents=True)
-        for i in range(docs_per_source):
-            rnd = random.Random(f"{source}-{i}")
-            parts = []
-            for j in range(sections):
-                topic = rnd.choice(CORPUS_TOPICS)
-                body = " ".join(
-                    f"Step {j}.{k} of the {topic} procedure in {source} document {i} applies to team {rnd.randint(1, 999)}."
-                    for k in range(8)
-                )
-                parts.append(f"## Part {j}: {topic}\n\n{body}\n")
-            (folder / f"doc-{i:02d}.md").write_text(f"# {source.title()} document {i}\n\n" + "\n".join(parts))
-    return "".join(f'[sources.{s}]\nkind = "files"\npath = "{s}"\ninclude = ["**/*.md"]\n\n' for s in sources)
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """A loopback webhook endpoint, started for the test."""
+    no_proxy(monkeypatch)
+    with Receiver() as server:
+        yield server
+
+
+@pytest.fixture
+def open_workspace() -> Iterator[Workspaces]:
+    """``open_workspace(config=None, env=None, threaded=False)``: a Workspace for this test, closed at teardown."""
+    workspaces = Workspaces()
+    yield workspaces
+    workspaces.close()
+

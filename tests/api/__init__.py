@@ -1,0 +1,1 @@
+"""The operations table, its models and the client gateway (ctx/api, ctx/client.py)."""
