@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
@@ -90,8 +90,6 @@ class Operation(Generic[In, Out]):
     status: int = 200
     timeout: float | None = None  # seconds, when one call may take far longer than a lookup
     text: bool = False  # the output is text (Prometheus metrics), not JSON
-    hot: bool = False  # the daemon writes the core's JSON itself: validating what the core just built costs more
-    description: str = field(default="", compare=False)
 
     @cached_property
     def path_params(self) -> tuple[str, ...]:
@@ -119,11 +117,11 @@ class Operation(Generic[In, Out]):
 # context
 ASSEMBLE = Operation(
     "assemble", "POST", "/v1/assemble", AssembleIn, AssembleOut, h.assemble,
-    "Assemble a token-budgeted context window; it is stored as a replayable trace.", "context", hot=True)
+    "Assemble a token-budgeted context window; it is stored as a replayable trace.", "context")
 
 SEARCH = Operation(
     "search", "POST", "/v1/search", SearchIn, Hits, h.search,
-    "Hybrid search (BM25 + vectors, fused by reciprocal rank).", "context", hot=True)
+    "Hybrid search (BM25 + vectors, fused by reciprocal rank).", "context")
 
 # ingest
 INGEST = Operation(
