@@ -260,6 +260,7 @@ def _provider_degradations(outcomes: Mapping[str, Outcome]) -> list[Degradation]
 def _candidates(found: list[Block], kept: list[Block], degradations: list[Degradation]) -> list[dict[str, Any]]:
     kept_ids = {b.hit.chunk_id: b for b in kept}
     why = {d.chunk_id: f"{d.kind}: {d.reason}" for d in degradations if d.chunk_id}
+    counted = {d.chunk_id: d.tokens_before for d in degradations if d.chunk_id and d.kind == "dropped"}
     out = []
     for block in found:
         hit = block.hit
@@ -269,5 +270,8 @@ def _candidates(found: list[Block], kept: list[Block], degradations: list[Degrad
         row["kept"] = hit.chunk_id in kept_ids
         row["truncated"] = bool(kept_ids.get(hit.chunk_id) and kept_ids[hit.chunk_id].truncated)
         row["reason"] = why.get(hit.chunk_id, "kept" if row["kept"] else "not selected")
+        # What the block took in the context, counted in the request's encoding, for every kind of block:
+        # ``token_count`` is a stored chunk's count from ingest and 0 for a policy, a profile or an API answer.
+        row["tokens"] = kept_ids[hit.chunk_id].tokens if row["kept"] else counted.get(hit.chunk_id)
         out.append(row)
     return out

@@ -2,7 +2,8 @@
 
 URL and query parameters are templates over the request (``{user}``, ``{session}``, ``{tenant}``,
 ``{query}``, any ``--param``), URL-encoded. Header values name environment variables, exactly as
-for the http source, so a secret never sits in ctx.toml, a trace or a log line.
+for the http source, so a secret never sits in ctx.toml, a trace or a log line; URL and parameters
+may hold ``${VAR}`` too (an API key in the query string), shown as ``***`` in every URL ctx writes.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import string
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -17,10 +19,12 @@ import httpx
 from pydantic import Field, field_validator
 
 from ctx.assemble.provider import BaseProvider, ContextRequest, Deadline, ProviderError, Services, make_block
-from ctx.builtins.http_source import _dig, _header_guard, _resolve_headers, _safe_url, check_headers, check_url
+from ctx.builtins.http_secrets import ENV_REF, Secrets, check_headers, header_guard, resolve_headers
+from ctx.builtins.http_source import _dig, check_url
 from ctx.errors import SourceError
 from ctx.hookspecs import hookimpl
 from ctx.models import Block
+from ctx.observe.redact import redacted
 from ctx.settings import Freshness, ProviderSettings
 from ctx.store.catalog import now_iso
 
@@ -28,7 +32,19 @@ _FIELDS = re.compile(r"\{([A-Za-z_]\w*)\}")
 
 
 def _placeholders(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    """The request values a template names; a ``${VAR}`` is the environment's, not a placeholder."""
+    return [name for _, name, _, _ in string.Formatter().parse(ENV_REF.sub("", template)) if name]
+
+
+def _render(template: str, values: Mapping[str, str], env: Secrets, encode: Callable[[str], str]) -> str:
+    """``{name}`` from the request and ``${VAR}`` from the environment, each encoded by ``encode``.
+
+    The pieces between ``${VAR}``s are formatted on their own, so a secret holding ``{`` is never a template.
+    """
+    encoded = {k: encode(v) for k, v in values.items()}
+    # ENV_REF.split gives literal, variable name, literal, ... : the odd pieces name variables.
+    pieces = ENV_REF.split(template)
+    return "".join(encode(env.get(piece)) if i % 2 else piece.format_map(encoded) for i, piece in enumerate(pieces))
 
 
 class HttpProviderSettings(ProviderSettings):
@@ -47,7 +63,7 @@ class HttpProviderSettings(ProviderSettings):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        check_url(_FIELDS.sub("x", value))
+        check_url(_FIELDS.sub("x", ENV_REF.sub("x", value)))
         _placeholders(value)  # raises ValueError on a broken template
         return value
 
@@ -74,29 +90,32 @@ class HttpProvider(BaseProvider):
     async def fetch(self, request: ContextRequest, deadline: Deadline) -> list[Block]:
         s = self.settings
         values = {n: request.value(n) or "" for n in self.needs()}
-        url = s.url.format_map({k: quote(v, safe="") for k, v in values.items()})
-        params = {k: v.format_map(values) for k, v in s.params.items()}
-        label = f"provider {self.name!r}"
+        env = Secrets(self.services.env, f"provider {self.name!r}")
         try:
-            headers = _resolve_headers(s, self.services.env, label)
+            url = _render(s.url, values, env, lambda v: quote(v, safe=""))
+            params = {k: _render(v, values, env, str) for k, v in s.params.items()}
+            env.names.update(k for k, v in s.params.items() if ENV_REF.search(v))
+            headers = resolve_headers(s, env)
         except SourceError as exc:
             raise ProviderError(str(exc)) from None
         client = self._http()
         try:
-            response = await client.get(url, params=params, headers=headers, timeout=max(deadline.remaining(), 0.001))
+            with redacted(env.values, env.names):
+                response = await client.get(url, params=params, headers=headers,
+                                            timeout=max(deadline.remaining(), 0.001))
         except httpx.HTTPError as exc:
-            raise ProviderError(f"GET {_safe_url(httpx.URL(url))} failed: {type(exc).__name__}") from None
+            raise ProviderError(f"GET {env.shown(httpx.URL(url))} failed: {type(exc).__name__}") from None
         if response.status_code >= 400:
-            raise ProviderError(f"GET {_safe_url(response.url)} returned HTTP {response.status_code}")
+            raise ProviderError(f"GET {env.shown(response.url)} returned HTTP {response.status_code}")
         try:
             body = response.json()
         except ValueError:
-            raise ProviderError(f"GET {_safe_url(response.url)} did not return JSON") from None
+            raise ProviderError(f"GET {env.shown(response.url)} did not return JSON") from None
         found, items = _dig(body, s.records_path)
         if not found:
-            raise ProviderError(f"no {s.records_path!r} in the response of {_safe_url(response.url)}")
+            raise ProviderError(f"no {s.records_path!r} in the response of {env.shown(response.url)}")
         stamp = now_iso()
-        source_url = _safe_url(response.url)
+        source_url = env.shown(response.url)
         blocks = []
         for n, item in enumerate(items if isinstance(items, list) else [items], 1):
             if n > s.max_items:
@@ -111,8 +130,8 @@ class HttpProvider(BaseProvider):
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             # Headers leave only for the configured origin; a templated host gets none on any request.
-            origin = httpx.URL(_FIELDS.sub("x", self.settings.url))
-            guard = _header_guard(origin, set(self.settings.headers))
+            origin = httpx.URL(_FIELDS.sub("x", ENV_REF.sub("x", self.settings.url)))
+            guard = header_guard(origin, set(self.settings.headers))
             self._client = httpx.AsyncClient(follow_redirects=True, event_hooks={"request": [_async(guard)]})
         return self._client
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import email.utils
 import json
 import random
-import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -15,35 +14,21 @@ import httpx
 from pydantic import Field, ValidationInfo, field_validator
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from ctx.builtins.http_secrets import Secrets, check_headers, header_guard, resolve_headers
 from ctx.errors import SourceError
 from ctx.hookspecs import hookimpl
 from ctx.ingest.source import FetchContext
 from ctx.models import Record, Rejected
+from ctx.observe.redact import redacted
 from ctx.settings import Duration, SourceSettings
 
 # Tests replace this so retries do not really wait; looked up at call time for that reason.
 _sleep: Callable[[float], None] = time.sleep
 
 MAX_RETRY_AFTER = 30.0
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _RAW_LIMIT = 4096
 # Errors where the same request may well succeed a moment later.
 _TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
-
-
-def check_headers(value: dict[str, str]) -> dict[str, str]:
-    """Header values must name environment variables: a token can never be pasted into ctx.toml."""
-    for name, ref in value.items():
-        if not _HEADER_NAME.fullmatch(name):
-            raise ValueError(f"bad header name {name!r}")
-        if not _ENV_NAME.fullmatch(ref) and (not _ENV_REF.search(ref) or "${" in _ENV_REF.sub("", ref)):
-            raise ValueError(
-                f"header {name!r} must name an environment variable, e.g. 'LUMEN_API_TOKEN' "
-                "or 'Bearer ${LUMEN_API_TOKEN}'"
-            )
-    return value
 
 
 def check_url(value: str) -> str:
@@ -113,13 +98,14 @@ class HttpSource:
     def fetch(self, settings: SourceSettings, context: FetchContext) -> Iterator[Record | Rejected]:
         if not isinstance(settings, HttpSettings):
             raise TypeError(f"http source needs HttpSettings, got {type(settings).__name__}")
-        label = f"http source {context.name!r}"
-        headers = _resolve_headers(settings, context.env, label)
-        guard = _header_guard(httpx.URL(settings.url), set(headers))
-        with httpx.Client(
+        env = Secrets(context.env, f"http source {context.name!r}")
+        headers = resolve_headers(settings, env)
+        url, params = env.url(settings.url), env.params(settings.params)
+        guard = header_guard(httpx.URL(url), set(headers))
+        with redacted(env.values, env.names), httpx.Client(
             timeout=settings.timeout, follow_redirects=True, headers=headers, event_hooks={"request": [guard]}
         ) as client:
-            yield from _paginate(client, settings, label)
+            yield from _paginate(client, settings, url, params, env)
 
 
 @hookimpl
@@ -127,58 +113,23 @@ def register_sources(register: Callable[[Any], None]) -> None:
     register(HttpSource())
 
 
-def _resolve_headers(settings: Any, env: Mapping[str, str], label: str) -> dict[str, str]:
-    """Header values from the environment; the only place secrets exist, and only inside fetch."""
-
-    def lookup(var: str) -> str:
-        value = env.get(var)
-        if not value:
-            raise SourceError(f"{label}: environment variable {var} is not set")
-        # httpx would fail on these with an error that carries the value itself.
-        if not value.isascii() or "\r" in value or "\n" in value:
-            raise SourceError(f"{label}: environment variable {var} is not a valid header value")
-        return value
-
-    resolved = {}
-    for name, ref in settings.headers.items():
-        if _ENV_NAME.fullmatch(ref):
-            resolved[name] = lookup(ref)
-        else:
-            resolved[name] = _ENV_REF.sub(lambda m: lookup(m.group(1)), ref)
-    return resolved
-
-
-def _header_guard(origin: httpx.URL, secret: set[str]) -> Callable[[httpx.Request], None]:
-    """Drop the configured headers from any request (redirect or next link) that leaves the origin.
-
-    httpx strips only ``Authorization`` on cross-origin redirects; an ``X-Api-Key`` would leak.
-    """
-
-    def guard(request: httpx.Request) -> None:
-        url = request.url
-        same = url.host == origin.host and (url.scheme, url.port) == (origin.scheme, origin.port)
-        upgrade = url.host == origin.host and url.scheme == "https" and origin.scheme == "http"
-        if not (same or upgrade):
-            for name in secret:
-                request.headers.pop(name, None)
-
-    return guard
-
-
-def _paginate(client: httpx.Client, settings: HttpSettings, label: str) -> Iterator[Record | Rejected]:
-    url: str | httpx.URL = settings.url
-    params: dict[str, str] | None = dict(settings.params)
+def _paginate(
+    client: httpx.Client, settings: HttpSettings, base: str, base_params: dict[str, str], env: Secrets
+) -> Iterator[Record | Rejected]:
+    label, shown = env.label, env.shown
+    url: str | httpx.URL = base
+    params: dict[str, str] | None = dict(base_params)
     cursor: Any = None
     for ordinal in range(1, settings.max_pages + 1):
         if settings.pagination == "page":
-            params = {**settings.params, settings.page_param: str(settings.first_page + ordinal - 1)}
+            params = {**base_params, settings.page_param: str(settings.first_page + ordinal - 1)}
             if settings.page_size_param:
                 params[settings.page_size_param] = str(settings.page_size)
         elif settings.pagination == "cursor" and cursor is not None:
-            params = {**settings.params, settings.cursor_param: str(cursor)}
-        response = _get(client, url, params, settings, label)
-        data = _json(response, label)
-        items = _records(data, settings.records_path, response, label)
+            params = {**base_params, settings.cursor_param: str(cursor)}
+        response = _get(client, url, params, settings, env)
+        data = _json(response, label, shown)
+        items = _records(data, settings.records_path, response, label, shown)
         for index, item in enumerate(items):
             yield _to_record(item, f"page{ordinal}:item{index}", settings)
 
@@ -193,7 +144,7 @@ def _paginate(client: httpx.Client, settings: HttpSettings, label: str) -> Itera
             if not found or following is None or following == "":
                 return
             if following == cursor:
-                raise SourceError(f"{label}: cursor did not advance at {_safe_url(response.url)}")
+                raise SourceError(f"{label}: cursor did not advance at {shown(response.url)}")
             cursor = following
         else:
             link = response.links.get("next", {}).get("url")
@@ -203,7 +154,7 @@ def _paginate(client: httpx.Client, settings: HttpSettings, label: str) -> Itera
             try:
                 url, params = response.url.join(link), None
             except httpx.InvalidURL:
-                raise SourceError(f"{label}: bad next link from {_safe_url(response.url)}") from None
+                raise SourceError(f"{label}: bad next link from {shown(response.url)}") from None
     # Stopping early would make a mirror sync delete every record beyond the last page.
     raise SourceError(f"{label}: more than max_pages={settings.max_pages} pages; raise max_pages")
 
@@ -220,8 +171,9 @@ def _get(
     url: str | httpx.URL,
     params: dict[str, str] | None,
     settings: HttpSettings,
-    label: str,
+    env: Secrets,
 ) -> httpx.Response:
+    label = env.label
     attempts = 0
     target = httpx.URL(url)
 
@@ -247,9 +199,9 @@ def _get(
     except (_RetryableStatus, httpx.HTTPError, httpx.InvalidURL) as exc:
         problem = f"HTTP {exc.status}" if isinstance(exc, _RetryableStatus) else type(exc).__name__
         tries = f"{attempts} attempt" + ("" if attempts == 1 else "s")
-        raise SourceError(f"{label}: GET {_safe_url(target)} failed after {tries}: {problem}") from None
+        raise SourceError(f"{label}: GET {env.shown(target)} failed after {tries}: {problem}") from None
     if not response.is_success:
-        raise SourceError(f"{label}: GET {_safe_url(response.url)} returned HTTP {response.status_code}")
+        raise SourceError(f"{label}: GET {env.shown(response.url)} returned HTTP {response.status_code}")
     return response
 
 
@@ -281,26 +233,24 @@ def _retry_after(response: httpx.Response) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def _safe_url(url: httpx.URL) -> str:
-    return f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}{url.path}"
-
-
-def _json(response: httpx.Response, label: str) -> Any:
+def _json(response: httpx.Response, label: str, shown: Callable[[httpx.URL], str]) -> Any:
     try:
         return response.json()
     except ValueError:
         kind = response.headers.get("content-type", "no content-type").split(";")[0]
-        raise SourceError(f"{label}: response from {_safe_url(response.url)} is not JSON ({kind})") from None
+        raise SourceError(f"{label}: response from {shown(response.url)} is not JSON ({kind})") from None
 
 
-def _records(data: Any, path: str, response: httpx.Response, label: str) -> list[Any]:
+def _records(
+    data: Any, path: str, response: httpx.Response, label: str, shown: Callable[[httpx.URL], str]
+) -> list[Any]:
     found, items = _dig(data, path)
     where = f"records_path {path!r}" if path else "the response"
     if not found:
-        raise SourceError(f"{label}: {where} not found in response from {_safe_url(response.url)}")
+        raise SourceError(f"{label}: {where} not found in response from {shown(response.url)}")
     if not isinstance(items, list):
         raise SourceError(
-            f"{label}: {where} from {_safe_url(response.url)} is a JSON {_json_type(items)}, not a list"
+            f"{label}: {where} from {shown(response.url)} is a JSON {_json_type(items)}, not a list"
             + ("" if path else "; set records_path")
         )
     return items

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 from ctx.observe.alert_store import CLAIM_TIMEOUT_S, AlertStore, Writer, public
+from ctx.observe.redact import redacted, scrub
 from ctx.observe.signals import iso
 from ctx.settings import AlertsSettings, WebhookSettings, env_var
 
@@ -39,34 +39,7 @@ def where(url: str) -> str:
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text[:300]
-
-
-class _Redact(logging.Filter):
-    """Blanks secrets out of httpx's own log lines (it logs every request's full URL at INFO)."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(s in message for s in self.secrets if len(s) >= 4):
-            record.msg, record.args = _scrub(message, self.secrets), ()
-        return True
-
-
-@contextmanager
-def _redacted(secrets: list[str]) -> Iterator[None]:
-    logger = logging.getLogger("httpx")
-    redact = _Redact(secrets)
-    logger.addFilter(redact)
-    try:
-        yield
-    finally:
-        logger.removeFilter(redact)
+    return scrub(text, secrets, limit=300)
 
 
 def _resolve(name: str, what: str, ref: str, env: Mapping[str, str]) -> str:
@@ -105,7 +78,7 @@ def send(name: str, hook: WebhookSettings, body: dict[str, Any], env: Mapping[st
     target = where(url)
     try:
         # No proxies from the environment, and no redirects: either could carry the token elsewhere.
-        with _redacted(secrets), httpx.Client(timeout=hook.timeout, trust_env=False, follow_redirects=False) as http:
+        with redacted(secrets), httpx.Client(timeout=hook.timeout, trust_env=False, follow_redirects=False) as http:
             response = http.post(url, content=json.dumps(body, default=str).encode(), headers=headers)
     except httpx.HTTPError as exc:
         raise DeliveryError(f"{type(exc).__name__} from {target}: {_scrub(str(exc), secrets)}") from None

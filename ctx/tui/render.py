@@ -230,9 +230,15 @@ def blocks(d: TraceDetail) -> RenderableType:
     table = _table("#", "source", "provider", "document", "tokens", "score", "", right=(0, 4, 5))
     for i, c in enumerate(d.blocks, 1):
         table.add_row(str(i), c.get("source") or "", c.get("provider") or "", c.get("doc_key") or c.get("title") or "",
-                      str(c.get("token_count", "")), f"{c.get('score') or 0:.4f}",
+                      _tokens(c), f"{c.get('score') or 0:.4f}",
                       Text("truncated", style="yellow") if c.get("truncated") else "")
     return table
+
+
+def _tokens(c: dict[str, Any]) -> str:
+    """The tokens a block took; a trace from before ``tokens`` was recorded has only a stored chunk's count."""
+    tokens = c.get("tokens", c.get("token_count"))
+    return "" if tokens is None else str(tokens)
 
 
 def degradations(d: TraceDetail, limit: int = 12) -> RenderableType:

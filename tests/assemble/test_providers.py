@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -491,6 +492,92 @@ def test_http_provider_missing_env_var_degrades_without_calling(orders_api: Loop
     assert out["providers"]["orders"]["status"] == "failed"
     assert "ORDERS_TOKEN" in out["providers"]["orders"]["error"]
     assert orders_api.requests == []
+
+
+KEY = "ord3rs/key+with odd&chars"  # "/", "+", " " and "&" take other forms in a path and in a query
+
+
+def _keyed_orders(request: Request) -> Reply:
+    from urllib.parse import quote
+
+    match = re.fullmatch(r"/keys/([^/]+)/users/([^/]+)/orders", request.path)
+    if match is None or match.group(1) != quote(KEY, safe="") or request.query.get("api_key") != KEY:
+        return Reply(403, {"error": "bad key", "path": request.path})
+    if match.group(2) == "boom":
+        return Reply(500, {"error": "server error"})
+    return Reply(200, {"data": {"orders": ORDERS.get(match.group(2), [])}})
+
+
+def _keyed(port: int) -> str:
+    return BASE + f"""
+[providers.orders]
+kind = "http"
+url = "http://127.0.0.1:{port}/keys/${{ORDERS_KEY}}/users/{{user}}/orders"
+params = {{ api_key = "${{ORDERS_KEY}}", for = "{{user}}" }}
+records_path = "data.orders"
+text_fields = ["item", "status"]
+timeout = "5s"
+
+[recipes.orders]
+deadline = "10s"
+
+[recipes.orders.providers.orders]
+criticality = "important"
+"""
+
+
+def test_http_provider_key_in_the_url_and_query_reaches_the_api_and_nothing_else(
+        loopback: Callable[..., Loopback], write_config, ctx_cli, monkeypatch: pytest.MonkeyPatch, ctx_env,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from ctx.observe.redact import forms
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("ORDERS_KEY", KEY)
+    api = loopback(_keyed_orders)
+    write_config(_keyed(api.port))
+    res = ctx_cli("assemble", "where is my order?", "--recipe", "orders", "--user", "u1", "--json")
+    out = res.json()
+    assert out["providers"]["orders"]["status"] == "ok", out["providers"]
+    assert api.requests[-1].query == {"api_key": KEY, "for": "u1"}
+    # A block without a key field is named by its URL: the key shows as ***.
+    assert _doc_keys(out) == [f"http://127.0.0.1:{api.port}/keys/***/users/u1/orders#{n}" for n in (1, 2)]
+
+    outputs = [res.stdout]
+    failed = assemble(ctx_cli, "where is my order?", "--recipe", "orders", "--user", "boom")
+    assert failed["providers"]["orders"]["status"] == "failed"
+    assert "HTTP 500" in failed["providers"]["orders"]["error"] and "/keys/***/users/boom" in failed["providers"]["orders"]["error"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # nothing listens there once the socket is closed
+    write_config(_keyed(closed))
+    refused = assemble(ctx_cli, "where is my order?", "--recipe", "orders", "--user", "u1")
+    assert "ConnectError" in refused["providers"]["orders"]["error"]
+    assert "/keys/***/users/u1" in refused["providers"]["orders"]["error"]
+    write_config(_keyed(api.port))
+    for trace_id in (out["trace_id"], failed["trace_id"], refused["trace_id"]):
+        outputs.append(ctx_cli("replay", trace_id, "--json").stdout)
+        outputs.append(ctx_cli("replay", trace_id).stdout)
+    outputs += [json.dumps(failed), json.dumps(refused), ctx_cli("traces", "--json").stdout,
+                ctx_cli("status", "--json").stdout, ctx_cli("status").stdout, caplog.text]
+    assert "HTTP Request: GET" in caplog.text and "api_key=***" in caplog.text
+    for text in outputs:
+        assert not [form for form in forms(KEY) if form in text], text[:300]
+    for path in (p for p in Path(ctx_env["CTX_HOME"]).rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        assert not [form for form in forms(KEY) if form.encode() in data], f"the key leaked into {path}"
+
+
+def test_http_provider_unset_variable_in_the_url_degrades_naming_it(loopback: Callable[..., Loopback], write_config,
+                                                                    ctx_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ORDERS_KEY", raising=False)
+    api = loopback(_keyed_orders)
+    write_config(_keyed(api.port))
+    out = assemble(ctx_cli, "where is my order?", "--recipe", "orders", "--user", "u1")
+    assert out["providers"]["orders"]["status"] == "failed"
+    assert "environment variable ORDERS_KEY is not set" in out["providers"]["orders"]["error"]
+    assert api.requests == []
 
 
 # --- recipes ----------------------------------------------------------------------------------------

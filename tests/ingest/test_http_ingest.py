@@ -6,10 +6,13 @@ or errors, including when the API fails.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.helpers import Loopback, Reply, Request, no_proxy
@@ -110,3 +113,77 @@ def test_a_failing_api_keeps_old_data_and_never_prints_the_token(config: Path, a
     for text in (res.stdout, res.stderr, human.stdout, human.stderr):
         assert TOKEN not in text
     assert TOKEN.encode() not in _home_bytes()
+
+
+KEY = "key-5e4d3c2b1a-in-the-url"
+
+
+@pytest.fixture
+def keyed(api: IncidentsApi, write_config, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The same API with its key in the URL path and in the query string (as many APIs take it)."""
+    monkeypatch.setenv("STATUS_KEY", KEY)
+    return write_config(f"""
+[embedding]
+embedder = "none"
+
+[daemon]
+scheduler = false
+watch = false
+
+[sources.status]
+kind = "http"
+url = "{api.url}/api/${{STATUS_KEY}}/incidents"
+params = {{ api_key = "${{STATUS_KEY}}", lang = "en" }}
+records_path = "data.items"
+text_fields = ["title", "body"]
+pagination = "cursor"
+cursor_path = "data.next_cursor"
+retries = 1
+backoff = "1ms"
+""")
+
+
+def test_a_key_in_the_url_and_query_reaches_the_api_and_nothing_else(keyed: Path, api: IncidentsApi, ctx_cli,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    outputs = [ctx_cli("ingest", "--json")]
+    assert outputs[0].json()["totals"]["new"] == 3
+    assert {r.path for r in api.requests} == {f"/api/{KEY}/incidents"}
+    assert all(r.query["api_key"] == KEY and r.query["lang"] == "en" for r in api.requests)
+    assemble = ctx_cli("assemble", "SAML login loop on the ACS page", "--json")
+    outputs += [assemble, ctx_cli("replay", assemble.json()["trace_id"], "--json"), ctx_cli("sources", "--json"),
+                ctx_cli("sources"), ctx_cli("status", "--json"), ctx_cli("status")]
+
+    api.set(fail=True)
+    failed = ctx_cli("ingest", "--json", ok=False)
+    error = failed.json()["sources"][0]["error"]
+    assert "HTTP 500" in error and "/api/***/incidents" in error
+    last = ctx_cli("sources", "--json").json()[0]["last_error"]
+    assert "/api/***/incidents" in last
+    outputs += [failed, ctx_cli("ingest", ok=False), ctx_cli("sources", "--json")]
+
+    assert "HTTP Request: GET" in caplog.text and "api_key=***" in caplog.text
+    for text in [caplog.text, *(o.stdout + o.stderr for o in outputs)]:
+        assert KEY not in text
+    assert KEY.encode() not in _home_bytes()
+
+
+def test_through_the_daemon_the_key_stays_out_of_jobs_logs_and_metrics(keyed: Path, api: IncidentsApi,
+                                                                        daemon) -> None:
+    d = daemon(config=keyed)
+    outputs = [d.cli("ingest", "--json"), d.cli("sources", "--json"), d.cli("status")]
+    assert json.loads(outputs[0].stdout)["totals"]["new"] == 3
+    assert api.requests and all(r.path == f"/api/{KEY}/incidents" for r in api.requests)
+    api.set(fail=True)
+    failed = d.cli("ingest", "--json", check=False)
+    assert failed.returncode == 1 and "/api/***/incidents" in failed.stdout
+    outputs += [failed, d.cli("sources", "--json"), d.cli("jobs", "--json", check=False)]
+    runtime = d.runtime
+    with httpx.Client(transport=httpx.HTTPTransport(uds=runtime.uds), base_url="http://localhost",
+                      headers={"Authorization": f"Bearer {runtime.token}"}) as http:
+        metrics = http.get("/metrics")
+    assert metrics.status_code == 200 and 'source="status"' in metrics.text
+    for text in [metrics.text, d.log(), *(o.stdout + o.stderr for o in outputs)]:
+        assert KEY not in text
+    d.stop()
+    assert KEY.encode() not in _home_bytes()

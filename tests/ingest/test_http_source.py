@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from ctx.builtins.http_source import HttpSettings, HttpSource
 from ctx.errors import SourceError
 from ctx.ingest.source import FetchContext
 from ctx.models import Record, Rejected
+from ctx.observe.redact import forms
 from tests.helpers import Loopback, Request, serving
 from tests.helpers import Reply as Answer
 
@@ -307,4 +309,51 @@ def test_env_value_that_cannot_be_a_header_is_refused_without_echoing_it(serve: 
     with pytest.raises(SourceError) as info:
         fetch(config, env={"TOKEN": "abc\r\nX-Evil: 1"})
     assert "not a valid header value" in str(info.value) and "Evil" not in str(info.value)
+    assert server.seen == []
+
+
+KEY = "k3y/with+odd chars&9f2e"  # "/", "+", " " and "&" take a different form in a path and in a query
+
+
+def test_env_vars_expand_in_url_and_params_and_never_show(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = serve(lambda s: (200, {}, [{"id": 1, "text": "one"}]))
+    config = settings(server.url + "/v1/${LUMEN_KEY}/items", params={"api_key": "${LUMEN_KEY}", "plain": "x"})
+    assert fetch(config, env={"LUMEN_KEY": KEY}) == [Record(key="1", text="one")]
+    assert server.requests[0].path == "/v1/k3y%2Fwith%2Bodd%20chars%269f2e/items"
+    assert server.seen[0].query == {"api_key": KEY, "plain": "x"}
+    # httpx's own request line is logged, with the key blanked in the path and the query.
+    assert "HTTP Request: GET" in caplog.text and "/v1/***/items?api_key=***&plain=x" in caplog.text
+    assert not _leaks(caplog)
+
+
+def _leaks(caplog: pytest.LogCaptureFixture) -> list[str]:
+    text = caplog.text + "".join(str(r.args) for r in caplog.records)
+    return [form for form in forms(KEY) if form in text]
+
+
+@pytest.mark.parametrize("upstream", ["500", "refused"])
+def test_a_failing_upstream_never_shows_the_key(serve: Any, upstream: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = serve(lambda s: (500, {}, "oops"))
+    url = server.url
+    if upstream == "refused":
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}"  # nothing listens there once closed
+    config = settings(url + "/v1/${LUMEN_KEY}/items", params={"api_key": "${LUMEN_KEY}"}, retries=1)
+    with pytest.raises(SourceError) as info:
+        fetch(config, env={"LUMEN_KEY": KEY})
+    message = str(info.value)
+    assert ("HTTP 500" if upstream == "500" else "ConnectError") in message
+    assert "/v1/***/items" in message and not any(form in message for form in forms(KEY))
+    assert not _leaks(caplog)
+
+
+def test_an_unset_variable_in_the_url_or_params_is_named_and_nothing_is_sent(serve: Any) -> None:
+    server = serve(lambda s: (200, {}, []))
+    for config in (settings(server.url + "/${LUMEN_KEY}"), settings(server.url, params={"k": "${LUMEN_KEY}"})):
+        with pytest.raises(SourceError) as info:
+            fetch(config)
+        assert str(info.value) == "http source 'lumen': environment variable LUMEN_KEY is not set"
     assert server.seen == []

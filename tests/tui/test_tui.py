@@ -7,6 +7,7 @@ import asyncio
 import copy
 import io
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from textual.widget import Widget
 
 from ctx.errors import CtxError, NotFound, TransientError
 from ctx.observe.stats import percentile
-from ctx.tui import data
+from ctx.tui import data, render
 from ctx.tui.app import DashApp, build_app
 from ctx.tui.data import Freshness
 from ctx.tui.link import Link, daemon_link, local_link
@@ -28,7 +29,7 @@ from ctx.tui.screens.detail import TraceScreen
 from ctx.tui.screens.help import HelpScreen
 from ctx.tui.widgets.banner import Banner
 from ctx.tui.widgets.traces import TraceTable
-from tests.helpers import ROOT
+from tests.helpers import FIXTURES, ROOT, Template
 
 RECORDED = json.loads((ROOT / "tests" / "data" / "dash_fixture.json").read_text(encoding="utf-8"))
 NOW = datetime(2026, 1, 1, 12, 30, 30, tzinfo=UTC)
@@ -464,6 +465,21 @@ def test_navigate_the_traces_and_open_one_with_its_replay_and_rerun_diff(
         assert "rerun of" in text(rerun.query_one("#detail-summary"))
 
     drive(app, script)
+
+
+def test_trace_blocks_show_the_tokens_every_provider_block_took(demo_home: Template, ctx_cli: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # The demo's support recipe: policy (static), profile (record) and history (session) blocks beside retrieval.
+    assembled = demo_home.output["assemble"]
+    monkeypatch.setenv("CTX_CONFIG", str(FIXTURES / "demo.toml"))
+    monkeypatch.setenv("CTX_HOME", str(Path(os.environ["CTX_HOME"]) / "demo"))
+    trace = ctx_cli("replay", assembled["trace_id"], "--json").json()
+    detail = data.trace_detail(trace)
+    table = render.blocks(detail)
+    shown = {(c["provider"], c["doc_key"]): cell for c, cell in zip(detail.blocks, table.columns[4].cells, strict=True)}
+    took = {(b["provider"], b["document"]): str(b["tokens"]) for b in assembled["blocks"]}
+    assert {p for p, _ in took} >= {"policy", "profile", "history", "retrieval"}
+    assert shown == took and all(int(n) > 0 for n in shown.values())
 
 
 def test_help_screen_and_quit() -> None:
