@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from ctx.ingest.values import value_problem
+
 API_VERSION = "1"
 VERSION_HEADER = "X-Ctx-Api-Version"
 
@@ -36,6 +38,16 @@ class Request(BaseModel):
         # JSON's true is not the number 1: ``"budget": true`` is refused, as the schema says.
         if isinstance(value, bool) and info.field_name and _numeric(cls.model_fields[info.field_name].annotation):
             raise ValueError("expected a number, not a boolean")
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        # The daemon reads bodies with json.loads, which takes "\udcff" (a lone surrogate), "\u0000" and 1e400
+        # (infinity): no store, log or JSON reply can hold them, so the request is refused here (422), every
+        # field at any depth (the free-form events too), not deep in a handler as a 500.
+        if (problem := value_problem(value)) is not None:
+            raise ValueError(problem)
         return value
 
 
