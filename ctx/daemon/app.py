@@ -89,8 +89,8 @@ class Guard:
         target = (scope.get("extensions") or {}).get(TARGET_KEY) or scope.get("raw_path") or b"/"
         if b"%00" in target.lower() or "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
             # A path or query parameter is not checked by the input models' validators (the body is): a NUL
-            # is refused here for all of them, as it is in a body.
-            return scope, error(422, "invalid_request", "invalid request: the request target holds a NUL (%00)")
+            # is refused here for all of them, as it is in a body (400: the schema allows it, no store does).
+            return scope, error(400, "bad_request", "invalid request: the request target holds a NUL (%00)")
         if target.startswith(b"/"):
             return scope, None
         try:

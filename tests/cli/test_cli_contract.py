@@ -340,7 +340,7 @@ def test_jsonl_and_sql_records_are_searchable_with_provenance(workspace_files: P
 ], ids=["surrogate", "surrogate-id", "nul", "inf", "big-int", "huge-int"])
 def test_push_of_an_unstorable_event_is_one_line_exit_2(tmp_path: Path, write_config, ctx_cli, line: str) -> None:
     """Issue 13: such an event was an exit 1 ("unexpected UnicodeEncodeError"); the request is refused whole,
-    as the daemon refuses it (422), and nothing is queued."""
+    as the daemon refuses it (400), and nothing is queued."""
     write_config('[embedding]\nembedder = "none"\n\n[sources.sessions]\nkind = "events"\nmetadata_fields = ["n"]\n')
     feed = tmp_path / "feed.jsonl"
     feed.write_text(line + "\n", encoding="utf-8")

@@ -316,8 +316,9 @@ BAD_INPUT: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("GET", "/v1/quarantine", {"params": {"source": ""}}, 422, "invalid_request"),
     ("POST", "/v1/doctor", {"json": {"repair": "please"}}, 422, "invalid_request"),
     # Text no store can hold (a lone surrogate, sent as the JSON escape json.loads accepts; a NUL) and numbers
-    # out of range, in any field of any body, are refused: never a 500 (issue 13).
-    *[("POST", path, {"content": body.encode(), "headers": JSON}, 422, "invalid_request") for path, body in [
+    # out of range, in any field of any body, are refused: never a 500 (issue 13). 400, not 422: the schema
+    # allows them (a JSON string may hold a NUL), no store does.
+    *[("POST", path, {"content": body.encode(), "headers": JSON}, 400, "bad_request") for path, body in [
         ("/v1/events", r'{"source": "events", "events": [{"id": "x1", "text": "a \udcff b"}]}'),
         ("/v1/events", r'{"source": "events", "events": [{"id": "x\udcff1", "text": "a b"}]}'),
         ("/v1/events", r'{"source": "events", "events": [{"id": "x1", "text": "a \u0000 b"}]}'),
@@ -341,9 +342,9 @@ BAD_INPUT: list[tuple[str, str, dict[str, Any], int, str]] = [
         ("/v1/ingest", r'{"sources": ["\udcff"]}'),
         ("/v1/replay", r'{"trace_id": "\udcff"}'),
     ]],
-    ("GET", "/v1/jobs/a%00b", {}, 422, "invalid_request"),
-    ("GET", "/v1/quarantine", {"params": {"source": "a\x00b"}}, 422, "invalid_request"),
-    ("GET", "/v1/ab/a%00b", {}, 422, "invalid_request"),
+    ("GET", "/v1/jobs/a%00b", {}, 400, "bad_request"),
+    ("GET", "/v1/quarantine", {"params": {"source": "a\x00b"}}, 400, "bad_request"),
+    ("GET", "/v1/ab/a%00b", {}, 400, "bad_request"),
     ("GET", "/v1/no-such-route", {}, 404, "not_found"),
     ("DELETE", "/v1/status", {}, 405, "method_not_allowed"),
     ("GET", "/v1/assemble", {}, 405, "method_not_allowed"),
@@ -585,15 +586,15 @@ def test_the_live_daemon_enforces_the_same_guard(daemon: Callable[..., Any], wri
         if status == b"403":
             assert b"host_not_allowed" in reply and b"evil.example" in reply
 
-    # A lone surrogate (sent as the JSON escape) is a 422, and the keep-alive connection still serves the next
+    # A lone surrogate (sent as the JSON escape) is a 400, and the keep-alive connection still serves the next
     # request. Issue 13, item 1.
     body = rb'{"source": "events", "events": [{"id": "x1", "text": "a \udcff b"}]}'
     first = (b"POST /v1/events HTTP/1.1\r\nHost: localhost\r\n" + auth + b"Content-Type: application/json\r\n"
              + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     reply = _raw(runtime.uds, first + b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\n" + auth
                  + b"Connection: close\r\n\r\n")
-    assert reply.startswith(b"HTTP/1.1 422"), reply[:300]
-    assert b"invalid_request" in reply and reply.count(b"HTTP/1.1 200") == 1, reply[:600]
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:300]
+    assert b"bad_request" in reply and reply.count(b"HTTP/1.1 200") == 1, reply[:600]
     events = tmp_path / "bad-events.jsonl"
     events.write_text('{"id": "s1", "text": "lone \\udcff here"}\n')
     pushed = d.cli("push", "events", str(events), check=False)

@@ -328,7 +328,7 @@ def test_unstorable_text_and_numbers_are_quarantined_for_every_source_kind(unsto
 
 def test_pushed_events_with_unstorable_values_are_quarantined_by_the_core(unstorable_corpus: None,
                                                                          open_workspace) -> None:
-    # The API refuses such a request (422); the core, called from Python, quarantines the event instead.
+    # The API refuses such a request (400); the core, called from Python, quarantines the event instead.
     ws = open_workspace()
     events: list[Any] = [{"id": "e1", "text": "a fine event"}, {"id": "e2", "text": "lone \udcff"},
                          {"id": "e\udcff3", "text": "x"}, {"id": "e4", "text": "x", "n": float("inf")},
