@@ -8,6 +8,9 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from ctx.errors import UserError
+from ctx.ingest.values import value_problem
+
 API_VERSION = "1"
 VERSION_HEADER = "X-Ctx-Api-Version"
 
@@ -36,6 +39,18 @@ class Request(BaseModel):
         # JSON's true is not the number 1: ``"budget": true`` is refused, as the schema says.
         if isinstance(value, bool) and info.field_name and _numeric(cls.model_fields[info.field_name].annotation):
             raise ValueError("expected a number, not a boolean")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
+        # The daemon reads bodies with json.loads, which takes "\udcff" (a lone surrogate), "\u0000" and 1e400
+        # (infinity): no store, log or JSON reply can hold them, so the request is refused here, every field at
+        # any depth (the free-form events too), not deep in a handler as a 500. The schema cannot say it (a
+        # JSON string may hold a NUL), so it is the core's rule: a UserError (400, exit 2), not a 422. Checked
+        # before the field's type, so a value out of range is refused alike whatever field it is sent in.
+        if (problem := value_problem(value)) is not None:
+            raise UserError(f"invalid request: {info.field_name}: {problem}")
         return value
 
 

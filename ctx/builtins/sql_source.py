@@ -144,6 +144,9 @@ class SqlSource:
             conn = connect_read_only(settings.database)
         except sqlite3.Error as exc:
             raise SourceError(f"source {context.name}: cannot open {settings.database}: {exc}") from None
+        # SQLite stores whatever bytes it is given as TEXT: one row that is not UTF-8 must not fail the whole
+        # query. Its bytes are kept as surrogate escapes, which the record validation quarantines, row by row.
+        conn.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
         with closing(conn):
             try:
                 cursor = conn.execute(settings.query)

@@ -183,6 +183,8 @@ def register(app: typer.Typer) -> None:
                     events.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise UserError(f"line {number} of {file} is not JSON: {exc.msg}") from None
+                except (ValueError, RecursionError) as exc:  # an integer of 4,300+ digits, nesting too deep
+                    raise UserError(f"line {number} of {file} is not JSON: {exc}") from None
         result = call(ctx, ops.PUSH, source=source, events=events)
         if as_json:
             print_json(result)

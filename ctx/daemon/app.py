@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +27,7 @@ from ctx.daemon.service import Service
 from ctx.errors import ConfigError, CtxError, NotFound, TransientError, UserError
 
 log = logging.getLogger("ctx.daemon")
+TARGET_KEY = "ctx.request_target"  # where http_protocol() keeps the request target as sent, in scope["extensions"]
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 OPEN_PATHS = {"/healthz"}
 VERSION_PAIR = (VERSION_HEADER.lower().encode(), API_VERSION.encode())
@@ -66,7 +68,8 @@ class Guard:
             await send(message)
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        refusal = self._refuse(scope["path"], headers)
+        scope, refusal = self._target(scope)
+        refusal = refusal or self._refuse(scope["path"], headers)
         if refusal is not None:
             await refusal(scope, receive, send_versioned)
         else:
@@ -77,6 +80,32 @@ class Guard:
         self.service.metrics.request_seconds.labels(name).observe(time.perf_counter() - started)
         log.info("%s %s %s %.1fms", scope["method"], scope["path"], status_seen["status"],
                  (time.perf_counter() - started) * 1000)
+
+    def _target(self, scope: Scope) -> tuple[Scope, JSONResponse | None]:
+        """The scope with an absolute-form request target (``GET http://host/v1/status``) checked and made
+        origin-form, or a refusal: its host names the server as much as the Host header does (RFC 9112
+        3.2.2), so a foreign one is refused the same way. httptools keeps only the target's path: the
+        protocol from :func:`http_protocol` keeps the whole target for this check; h11 keeps it in raw_path."""
+        target = (scope.get("extensions") or {}).get(TARGET_KEY) or scope.get("raw_path") or b"/"
+        if b"%00" in target.lower() or "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            # A path or query parameter is not checked by the input models' validators (the body is): a NUL
+            # is refused here for all of them, as it is in a body (400: the schema allows it, no store does).
+            return scope, error(400, "bad_request", "invalid request: the request target holds a NUL (%00)")
+        if target.startswith(b"/"):
+            return scope, None
+        try:
+            parts = urlsplit(target.decode("ascii"))
+            host = (parts.hostname or "").lower()
+        except (UnicodeDecodeError, ValueError):
+            parts, host = None, ""
+        if parts is None or parts.scheme.lower() not in ("http", "https") or not host:
+            return scope, error(400, "bad_request", "the request target must be a path or an http URL")
+        if host not in self.hosts:
+            return scope, error(403, "host_not_allowed", f"request target host {host[:100]!r} is not a local name "
+                                "(DNS-rebinding protection)")
+        path = parts.path or "/"
+        return {**scope, "path": unquote(path), "raw_path": path.encode("ascii"),
+                "query_string": parts.query.encode("ascii")}, None
 
     def _refuse(self, path: str, headers: dict[str, str]) -> JSONResponse | None:
         host = headers.get("host", "")
@@ -162,3 +191,26 @@ def _errors(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed unexpectedly", request.method, request.url.path)
         return error(500, "internal", f"unexpected {type(exc).__name__} (details in the daemon log)")
+
+
+def http_protocol() -> Any:
+    """uvicorn's ``http`` protocol for the daemon: httptools (when installed) with the request target kept.
+
+    httptools hands the app only the path of ``GET http://evil.example/v1/status``: the Guard could not see
+    the host. This subclass keeps the target as sent in ``scope["extensions"]``; h11 (uvicorn's fallback)
+    already keeps it whole in ``raw_path``.
+    """
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return "h11"
+
+    class TargetKeeping(HttpToolsProtocol):
+        def on_headers_complete(self) -> None:
+            # Before the parent builds the scope's path and starts the app: the target is whole by now.
+            if not self.url.startswith(b"/"):
+                extensions: dict[str, Any] = self.scope.setdefault("extensions", {})  # type: ignore[typeddict-item]
+                extensions[TARGET_KEY] = bytes(self.url)
+            super().on_headers_complete()
+
+    return TargetKeeping

@@ -86,7 +86,7 @@ def serve(settings: Settings, env: Mapping[str, str]) -> int:
     """Run the daemon in this process until SIGTERM or SIGINT; returns the exit code."""
     import uvicorn
 
-    from ctx.daemon.app import create_app
+    from ctx.daemon.app import create_app, http_protocol
     from ctx.daemon.service import Service
     from ctx.store.writer import ThreadWriter
     from ctx.workspace import Workspace
@@ -113,7 +113,8 @@ def serve(settings: Settings, env: Mapping[str, str]) -> int:
         service.address = address
         token = rt.new_token()
         server = uvicorn.Server(uvicorn.Config(
-            create_app(service, token), log_config=None, access_log=False, lifespan="off", server_header=False,
+            create_app(service, token), http=http_protocol(), log_config=None, access_log=False, lifespan="off",
+            server_header=False,
             timeout_graceful_shutdown=int(settings.daemon.drain_timeout) or None,
         ))
         service.start()

@@ -7,6 +7,7 @@ import json
 import posixpath
 
 from ctx.ingest.formats import to_text
+from ctx.ingest.values import text_problem, value_problem
 from ctx.models import Document, Record
 from ctx.settings import SourceSettings
 
@@ -24,6 +25,14 @@ def validate(record: Record, source: str, settings: SourceSettings) -> Document 
     raw = record.text
     if raw is None:
         return "missing text"
+    # A key, title or metadata value no store can hold (a lone surrogate from a JSON escape or a file name
+    # that is not UTF-8, a NUL, a number out of range) would fail the write of the whole batch.
+    if (problem := text_problem(record.key)) is not None:
+        return f"record id {problem}"
+    if record.title is not None and (problem := text_problem(record.title)) is not None:
+        return f"title {problem}"
+    if (problem := value_problem(record.metadata, "metadata")) is not None:
+        return problem
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
     if size > settings.max_record_bytes:
         return f"too large: {size} bytes > limit {settings.max_record_bytes}"
@@ -34,6 +43,8 @@ def validate(record: Record, source: str, settings: SourceSettings) -> Document 
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             return f"not valid UTF-8 text (byte {exc.start})"
+    if (problem := text_problem(raw)) is not None:
+        return f"text {problem}"
     try:
         text, found_title = to_text(raw.removeprefix("\ufeff"), record.format)
     except ValueError as exc:

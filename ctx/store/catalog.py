@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from ctx.ingest.values import printable
 from ctx.models import Chunk, Document
 from ctx.store.schema import migrations
 
@@ -267,12 +268,14 @@ class Catalog:
     # --- quarantine ---------------------------------------------------------------------------
 
     def quarantine(self, run_id: str, source: str, record_id: str, reason: str, raw: str | None) -> None:
+        # What is quarantined is often the very text no UTF-8 writer takes (a lone surrogate): kept escaped.
+        record_id, reason, raw = printable(record_id), printable(reason), printable((raw or "")[:2000])
         stamp = now_iso()
         self.db.execute(
             "insert into quarantine (run_id, source, record_id, reason, raw, created_at, last_seen_at, seen) "
             "values (?, ?, ?, ?, ?, ?, ?, 1) on conflict (source, record_id, reason) do update set "
             "run_id = excluded.run_id, raw = excluded.raw, last_seen_at = excluded.last_seen_at, seen = seen + 1",
-            [run_id, source, record_id, reason, (raw or "")[:2000], stamp, stamp],
+            [run_id, source, record_id, reason, raw, stamp, stamp],
         )
 
     def quarantined(self, source: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

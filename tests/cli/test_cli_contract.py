@@ -331,3 +331,28 @@ def test_jsonl_and_sql_records_are_searchable_with_provenance(workspace_files: P
     # docs was never ingested: only the two named sources are in the store.
     sources = {s["name"]: s["documents"] for s in ctx_cli("sources", "--json").json()}
     assert sources == {"tickets": 2, "crm": 2, "docs": 0}
+
+
+@pytest.mark.parametrize("line", [
+    r'{"id": "s1", "text": "lone \udcff here"}', r'{"id": "s\udcff1", "text": "fine"}',
+    r'{"id": "s1", "text": "nul \u0000 here"}', '{"id": "s1", "text": "x", "n": 1e400}',
+    '{"id": "s1", "text": "x", "n": 1%s}' % ("0" * 400), '{"id": "s1", "text": "x", "n": 1%s}' % ("0" * 5000),
+], ids=["surrogate", "surrogate-id", "nul", "inf", "big-int", "huge-int"])
+def test_push_of_an_unstorable_event_is_one_line_exit_2(tmp_path: Path, write_config, ctx_cli, line: str) -> None:
+    """Issue 13: such an event was an exit 1 ("unexpected UnicodeEncodeError"); the request is refused whole,
+    as the daemon refuses it (400), and nothing is queued."""
+    write_config('[embedding]\nembedder = "none"\n\n[sources.sessions]\nkind = "events"\nmetadata_fields = ["n"]\n')
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text(line + "\n", encoding="utf-8")
+    message = _one_line_error(ctx_cli("push", "sessions", str(feed), ok=False), 2)
+    assert message.startswith("error: ") and "unexpected" not in message, message
+    assert ctx_cli("jobs", "--json").json() == []
+
+
+@pytest.mark.parametrize("args", [["search", "a \udcff b"], ["assemble", "a \x00 b", "--json"],
+                                  ["assemble", "refunds", "--param", "user=\udcff"]],
+                         ids=["search", "assemble", "param"])
+def test_unstorable_text_in_arguments_is_one_line_exit_2(workspace_files: Path, ctx_cli, args: list[str]) -> None:
+    # A command line that is not UTF-8 reaches Python as lone surrogates (os.fsdecode).
+    message = _one_line_error(ctx_cli(*args, ok=False), 2)
+    assert message.startswith("error: invalid request: ") and "unexpected" not in message, message

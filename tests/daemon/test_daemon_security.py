@@ -183,6 +183,51 @@ def test_allowed_hosts_extend_the_local_names(make_app: Callable[..., App]) -> N
         _error(app.http.get("/v1/status", headers={**app.auth, "Host": host}), 403, "host_not_allowed")
 
 
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+@pytest.mark.parametrize(("target", "status"), [
+    ("http://evil.example/v1/status", 403), ("http://ctx.internal.evil.example:8765/v1/status?x=1", 403),
+    ("http://localhost/v1/status", 200), ("http://Ctx.Internal:8765/v1/status?x=1", 200),
+    ("http://[::1]/v1/status", 200), ("localhost:8765", 400), ("*", 400)])
+def test_an_absolute_form_target_must_name_an_allowed_host(make_app: Callable[..., App], parser: str,
+                                                          target: str, status: int) -> None:
+    """The scope each parser gives the app for ``GET <target>`` with ``Host: localhost`` (httpx would rewrite
+    the target; the live daemon test sends it raw): h11 keeps the target in raw_path, httptools only its path
+    (our protocol keeps the rest in the scope's extensions)."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from ctx.daemon.app import TARGET_KEY
+
+    app = make_app('allowed_hosts = ["ctx.internal"]')
+    raw = target.encode()
+    path = urlsplit(target).path or target
+    scope: dict[str, Any] = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8765),
+        "headers": [(b"host", b"localhost"), (b"authorization", f"Bearer {app.token}".encode())],
+    }
+    if parser == "h11":
+        scope.update(path=target, raw_path=raw, query_string=b"")
+    else:
+        scope.update(path=path, raw_path=path.encode(), query_string=urlsplit(target).query.encode(),
+                     extensions={TARGET_KEY: raw})
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app.http.app(scope, receive, send))  # type: ignore[attr-defined]  # the Guard itself
+    assert sent[0]["status"] == status, sent
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    if status == 403:
+        assert body["error"]["code"] == "host_not_allowed"
+    elif status == 200:
+        assert "documents" in body, body  # the status, served from the target's path
+
+
 # --- the body size limit --------------------------------------------------------------------------
 
 
@@ -270,6 +315,36 @@ BAD_INPUT: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("GET", "/v1/quarantine", {"params": {"source": "nope"}}, 400, "bad_request"),
     ("GET", "/v1/quarantine", {"params": {"source": ""}}, 422, "invalid_request"),
     ("POST", "/v1/doctor", {"json": {"repair": "please"}}, 422, "invalid_request"),
+    # Text no store can hold (a lone surrogate, sent as the JSON escape json.loads accepts; a NUL) and numbers
+    # out of range, in any field of any body, are refused: never a 500 (issue 13). 400, not 422: the schema
+    # allows them (a JSON string may hold a NUL), no store does.
+    *[("POST", path, {"content": body.encode(), "headers": JSON}, 400, "bad_request") for path, body in [
+        ("/v1/events", r'{"source": "events", "events": [{"id": "x1", "text": "a \udcff b"}]}'),
+        ("/v1/events", r'{"source": "events", "events": [{"id": "x\udcff1", "text": "a b"}]}'),
+        ("/v1/events", r'{"source": "events", "events": [{"id": "x1", "text": "a \u0000 b"}]}'),
+        ("/v1/events", r'{"source": "events", "events": [{"id": "x1", "text": "a", "n": {"\ud800": 1}}]}'),
+        ("/v1/events", '{"source": "events", "events": [{"id": "x1", "text": "a", "n": [1e400]}]}'),
+        ("/v1/events", '{"source": "events", "events": [{"id": 1%s, "text": "a"}]}' % ("0" * 400)),
+        ("/v1/search", r'{"query": "a \udcff b"}'),
+        ("/v1/search", r'{"query": "a \u0000 b"}'),
+        ("/v1/search", r'{"query": "a", "sources": ["\udcff"]}'),
+        ("/v1/search", '{"query": "a", "limit": 1%s}' % ("0" * 400)),
+        ("/v1/assemble", r'{"query": "a", "params": {"\udcff": "x"}}'),
+        ("/v1/assemble", r'{"query": "a", "params": {"user": "\u0000"}}'),
+        ("/v1/assemble", r'{"query": "a", "user": "\udcff"}'),
+        ("/v1/assemble", '{"query": "a", "budget": 1%s}' % ("0" * 400)),
+        ("/v1/assemble", '{"query": "a", "top_k": 1e400}'),
+        ("/v1/assemble", '{"query": "a", "deadline_ms": 1e400}'),
+        ("/v1/eval", r'{"queries": [{"id": "q1", "query": "a", "relevant": {"d\udcff": 1}}]}'),
+        ("/v1/eval", r'{"queries": [{"id": "q\u0000", "query": "a", "relevant": {"d": 1}}]}'),
+        ("/v1/eval", '{"queries": [{"id": "q1", "query": "a", "relevant": {"d": 1e400}}]}'),
+        ("/v1/versions/label", r'{"ref": "abcd", "label": "x", "recipe": "\udcff"}'),
+        ("/v1/ingest", r'{"sources": ["\udcff"]}'),
+        ("/v1/replay", r'{"trace_id": "\udcff"}'),
+    ]],
+    ("GET", "/v1/jobs/a%00b", {}, 400, "bad_request"),
+    ("GET", "/v1/quarantine", {"params": {"source": "a\x00b"}}, 400, "bad_request"),
+    ("GET", "/v1/ab/a%00b", {}, 400, "bad_request"),
     ("GET", "/v1/no-such-route", {}, 404, "not_found"),
     ("DELETE", "/v1/status", {}, 405, "method_not_allowed"),
     ("GET", "/v1/assemble", {}, 405, "method_not_allowed"),
@@ -498,6 +573,33 @@ def test_the_live_daemon_enforces_the_same_guard(daemon: Callable[..., Any], wri
     reply = _raw(runtime.uds, b"GET /healthz HTTP/1.0\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 403"), reply[:200]
     assert b"host_not_allowed" in reply
+
+    # An absolute-form target names the server as the Host header does: a foreign one is refused, a local one
+    # is served (raw requests: httpx would rewrite the target). Issue 13, item 6.
+    auth = f"Authorization: Bearer {runtime.token}\r\n".encode()
+    for target, status in ((b"http://evil.example/v1/status", b"403"), (b"http://evil.example:80/healthz", b"403"),
+                           (b"https://EVIL.example/v1/status?x=1", b"403"), (b"http://localhost/v1/status", b"200"),
+                           (b"http://127.0.0.1:9/v1/status?x=1", b"200"), (b"ftp://localhost/v1/status", b"400")):
+        reply = _raw(runtime.uds, b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\n" + auth
+                     + b"Connection: close\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 " + status), (target, reply[:300])
+        if status == b"403":
+            assert b"host_not_allowed" in reply and b"evil.example" in reply
+
+    # A lone surrogate (sent as the JSON escape) is a 400, and the keep-alive connection still serves the next
+    # request. Issue 13, item 1.
+    body = rb'{"source": "events", "events": [{"id": "x1", "text": "a \udcff b"}]}'
+    first = (b"POST /v1/events HTTP/1.1\r\nHost: localhost\r\n" + auth + b"Content-Type: application/json\r\n"
+             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    reply = _raw(runtime.uds, first + b"GET /v1/status HTTP/1.1\r\nHost: localhost\r\n" + auth
+                 + b"Connection: close\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:300]
+    assert b"bad_request" in reply and reply.count(b"HTTP/1.1 200") == 1, reply[:600]
+    events = tmp_path / "bad-events.jsonl"
+    events.write_text('{"id": "s1", "text": "lone \\udcff here"}\n')
+    pushed = d.cli("push", "events", str(events), check=False)
+    assert pushed.returncode == 2, pushed.stderr
+    assert pushed.stderr.strip().count("\n") == 0 and "not valid UTF-8" in pushed.stderr, pushed.stderr
 
     log = d.log()
     assert runtime.token not in log

@@ -230,3 +230,112 @@ def test_a_bad_record_read_again_is_one_quarantine_row_seen_twice(bad_corpus: No
     assert {seen for *_, seen in rows} == {2}
     listed = ctx_cli("quarantine", "--json").json()
     assert len(listed) == len(rows) and all(r["seen"] == 2 for r in listed)
+
+
+# --- text no store can hold: lone surrogates, NUL, bytes that are not UTF-8, numbers out of range -----------
+
+
+@pytest.fixture
+def unstorable_corpus(tmp_path: Path, write_config) -> None:
+    """One record of each kind of value Python's readers let through but no store, log or JSON reply can take."""
+    big = "1" + "0" * 400
+    lines = [
+        rb'{"id": "ok", "text": "A good ticket about invoices.", "n": 1}',
+        rb'{"id": "u1", "text": "lone \udcff here"}',  # a JSON escape json.loads turns into a lone surrogate
+        rb'{"id": "u\udcff2", "text": "a fine text"}',
+        rb'{"id": "u3", "text": "nul \u0000 here"}',
+        rb'{"id": "u4", "text": "infinite", "n": 1e400}',
+        b'{"id": "u5", "text": "huge", "n": ' + big.encode() + b"}",
+        rb'{"id": "u6", "text": "a title", "t": "\ud800"}',
+        rb'{"id": "u7", "text": "deep", "n": {"a": ["\u0000"]}}',
+        b'{"id": "u8", "text": "caf\xe9"}',  # latin-1 bytes: line 9 is not UTF-8
+    ]
+    (tmp_path / "tickets.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.md").write_text("# Good\n\nA perfectly fine document.\n")
+    (docs / "late-nul.txt").write_text("a" * 9000 + "\x00 after the first 8 KiB\n")
+    with open(os.fsencode(docs) + b"/caf\xe9.md", "wb") as handle:  # a file name that is not UTF-8
+        handle.write(b"# Latin-1 name\n\nThe name is not UTF-8.\n")
+
+    with sqlite3.connect(tmp_path / "crm.db") as conn:
+        conn.execute("create table accounts (id text, body text)")
+        conn.execute("insert into accounts values ('a1', 'Acme renews in March.')")
+        conn.execute("insert into accounts values ('a2', 'nul ' || char(0) || ' here')")
+        conn.execute("insert into accounts values ('a3', cast(x'636166e9' as text))")  # TEXT that is not UTF-8
+    conn.close()
+
+    write_config("""
+[embedding]
+embedder = "none"
+
+[sources.tickets]
+kind = "jsonl"
+path = "tickets.jsonl"
+title_field = "t"
+metadata_fields = ["n"]
+
+[sources.docs]
+kind = "files"
+path = "docs"
+
+[sources.crm]
+kind = "sql"
+database = "crm.db"
+query = "select id, body from accounts order by rowid"
+text_columns = ["body"]
+
+[sources.sessions]
+kind = "events"
+metadata_fields = ["n"]
+""")
+
+
+def test_unstorable_text_and_numbers_are_quarantined_for_every_source_kind(unstorable_corpus: None,
+                                                                          ctx_cli) -> None:
+    summary = ctx_cli("ingest", "--json").json()
+    assert summary["ok"] is True, summary
+    tickets, docs, crm = (_source(summary, name) for name in ("tickets", "docs", "crm"))
+    assert (tickets["new"], tickets["quarantined"]) == (1, 8), _quarantine("tickets")
+    assert (docs["new"], docs["quarantined"]) == (1, 2), _quarantine("docs")
+    assert (crm["new"], crm["quarantined"]) == (1, 2), _quarantine("crm")
+
+    q = _quarantine("tickets")
+    assert "text is not valid UTF-8" in q["u1"] and "\\udcff" in q["u1"]
+    assert "record id is not valid UTF-8" in q["u\\udcff2"]  # the id itself is kept, escaped
+    assert "text holds a NUL character" in q["u3"]
+    assert q["u4"] == "metadata.n is a number out of range (not finite)"
+    assert q["u5"] == "metadata.n is an integer out of the 64-bit range"
+    assert "title is not valid UTF-8" in q["u6"]
+    assert q["u7"].startswith("metadata.n.a[0] holds a NUL character")
+    assert "line 9 is not valid UTF-8" in q["line:9"]
+
+    q = _quarantine("docs")
+    assert "holds a NUL character" in q["late-nul.txt"]
+    assert "record id is not valid UTF-8" in q["caf\\udce9.md"]
+    q = _quarantine("crm")
+    assert "text holds a NUL character" in q["a2"]
+    assert "text is not valid UTF-8" in q["a3"]
+
+    with _catalog() as conn:
+        raw = dict(conn.execute("select record_id, raw from quarantine where source = 'tickets'").fetchall())
+    assert raw["u1"] == "lone \\udcff here" and raw["u3"] == "nul \\x00 here"  # kept, escaped
+    listed = ctx_cli("quarantine", "--json").json()
+    assert len(listed) == 12
+    assert ctx_cli("search", "invoices", "--json").json()[0]["doc_key"] == "ok"
+
+
+def test_pushed_events_with_unstorable_values_are_quarantined_by_the_core(unstorable_corpus: None,
+                                                                         open_workspace) -> None:
+    # The API refuses such a request (400); the core, called from Python, quarantines the event instead.
+    ws = open_workspace()
+    events: list[Any] = [{"id": "e1", "text": "a fine event"}, {"id": "e2", "text": "lone \udcff"},
+                         {"id": "e\udcff3", "text": "x"}, {"id": "e4", "text": "x", "n": float("inf")},
+                         {"id": "e5", "text": "x", "n": 10**400}, {"id": "e6", "text": "nul \x00"}]
+    job_id, accepted, quarantined = ws.ingestion.push_events("sessions", events)
+    assert (accepted, quarantined) == (6, 5)
+    assert ws.ingestion.run_job(job_id).ok
+    q = _quarantine("sessions")
+    assert set(q) == {"e2", "e\\udcff3", "e4", "e5", "e6"}
+    assert _documents("sessions") == {"e1": None}
