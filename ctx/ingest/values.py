@@ -4,7 +4,7 @@ Python's own parsers let through what no store or client can take back: ``json.l
 into a lone surrogate (which no UTF-8 writer accepts), ``1e400`` into infinity (which ``json.dumps`` writes
 as the non-JSON ``Infinity``), and keeps integers of any size (SQLite and most JSON readers stop at 64
 bits). A file name that is not UTF-8 comes back from ``os.walk`` with surrogates too. One check, used by
-the record validation (bad record → quarantine) and the API input models (bad request → 422), keeps all
+the record validation (bad record → quarantine) and the API input models (bad request → 400), keeps all
 of it out; :func:`printable` turns such text into something a log line or the quarantine can hold.
 """
 
