@@ -12,6 +12,7 @@ from typing import Any
 from ctx import plugins
 from ctx.observe.traces import TraceStore
 from ctx.settings import Settings
+from ctx.store import private
 from ctx.store.catalog import Catalog
 from ctx.store.jobs import JobStore
 from ctx.store.writer import InlineWriter, ThreadWriter
@@ -29,7 +30,7 @@ class Stores:
         self.settings = settings
         self.env = dict(os.environ if env is None else env)
         assert settings.home is not None
-        self.home: Path = settings.home
+        self.home: Path = private.make_home(settings.home)  # 0700, also when it exists (ctx/store/private.py)
         # Every SQLite write goes through this: inline for the CLI, one thread for the daemon.
         self.write = writer or InlineWriter()
         self.origin = origin  # who serves this home's requests; the daemon says "daemon" (traces record it)
@@ -57,7 +58,9 @@ class Stores:
             return None
         from ctx.process.embedding import CachedEmbedder, cache_dir
 
-        return CachedEmbedder(inner, cache_dir(self.home), self.settings.embedding.batch_size)
+        embedder = CachedEmbedder(inner, cache_dir(self.home), self.settings.embedding.batch_size)
+        private.tighten(self.home)  # diskcache made its files with the process umask
+        return embedder
 
     @property
     def model_dir(self) -> Path:
@@ -70,7 +73,9 @@ class Stores:
             return None
         from ctx.store.vectors import ChromaVectors
 
-        return ChromaVectors(self.home / "vectors", self.embedder.model_id)
+        vectors = ChromaVectors(self.home / "vectors", self.embedder.model_id)
+        private.tighten(self.home)  # as Chroma made its files, with the process umask
+        return vectors
 
     @cached_property
     def traces(self) -> TraceStore:
