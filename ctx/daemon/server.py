@@ -42,7 +42,7 @@ def socket_path(home: Path) -> Path:
 def _lock(home: Path) -> IO[str]:
     """Held for the daemon's life: a second daemon on the home fails here, whatever the timing."""
     fd = os.open(home / "daemon.lock", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-    handle = os.fdopen(fd, "a+", encoding="utf-8")  # noqa: SIM115 - held until exit
+    handle = os.fdopen(fd, "a+", encoding="utf-8")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

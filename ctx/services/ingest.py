@@ -17,8 +17,8 @@ from ctx.observe.traces import new_trace_id
 from ctx.pipeline import IngestSummary, JobRunner, Processor, Progress, SourceSummary
 from ctx.services import upkeep
 from ctx.services.stores import Stores
-from ctx.store import private
 from ctx.settings import Settings
+from ctx.store import private
 
 log = logging.getLogger(__name__)
 
