@@ -16,7 +16,7 @@ from ctx.ingest.source import FetchContext
 from ctx.observe.traces import new_trace_id
 from ctx.pipeline import IngestSummary, JobRunner, Processor, Progress, SourceSummary
 from ctx.services import upkeep
-from ctx.services.stores import Stores
+from ctx.services.stores import NO_SOURCES, Stores
 from ctx.settings import Settings
 from ctx.store import private
 
@@ -44,7 +44,7 @@ class IngestService:
     def check_sources(self, names: list[str] | None) -> list[str]:
         configured = self.stores.settings.sources
         if not configured:
-            raise UserError("no sources configured: add a [sources.NAME] table to ctx.toml (see ctx.toml.example)")
+            raise UserError(NO_SOURCES)
         unknown = [n for n in names or [] if n not in configured]
         if unknown:
             raise UserError(f"unknown source {unknown[0]!r} (configured: {', '.join(configured)})")

@@ -18,6 +18,11 @@ from ctx.store.jobs import JobStore
 from ctx.store.writer import InlineWriter, ThreadWriter
 from ctx.versions.store import VersionStore
 
+# Said wherever a command finds nothing configured to read from: ingest, assemble and search refuse with it
+# (exit 2 from the CLI, 400 from the daemon), `ctx sources` prints it under its empty listing.
+NO_SOURCES = ("no sources configured: add a [sources.NAME] table to ctx.toml (ctx.toml.example shows every "
+              "kind), or run `ctx init` to write a starter ctx.toml")
+
 # The lazily opened stores another Stores can share as they are (see ``Stores.sharing``).
 SHAREABLE = ("catalog", "embedder", "vectors", "traces", "jobs", "versions")
 
@@ -88,6 +93,13 @@ class Stores:
     @cached_property
     def versions(self) -> VersionStore:
         return VersionStore(self.catalog)
+
+    def serves_nothing(self, providers: Iterable[str]) -> bool:
+        """Whether a request over ``providers`` can only come back empty: no source is configured, nothing was
+        ingested (a home keeps serving what an older config ingested) and every provider is retrieval."""
+        settings = self.settings
+        return (not settings.sources and all(settings.provider(name).kind == "retrieval" for name in providers)
+                and self.catalog.chunk_count() == 0)
 
     def model_id(self) -> str:
         """The embedding model's id, ``none`` without one (recorded with each ingest job)."""
