@@ -129,8 +129,10 @@ class AssemblyService:
             raise UserError("--budget must be 0 or more")
         if not query.strip():
             raise UserError("the query is empty")
-        if as_of is None and self.stores.serves_nothing(recipe_settings.providers):
-            raise UserError(NO_SOURCES)  # not an empty context that looks like a success
+        # Refused only when the config gives ctx nothing at all to read from (no source, no provider but
+        # retrieval, nothing ingested): then an empty context that looks like a success hides the mistake.
+        if as_of is None and self.stores.serves_nothing([*recipe_settings.providers, *self.settings.providers]):
+            raise UserError(NO_SOURCES)
         return AssembleRequest(query, defaults["budget"] if budget is None else budget, model or defaults["model"],
                                fmt, filters or Filters(), top_k or defaults["top_k"], recipe_name, user or None,
                                session or None, tuple(sorted((params or {}).items())), deadline,
