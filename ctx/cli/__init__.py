@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -26,6 +27,10 @@ def _root(
         None, "--config", "-c", envvar="CTX_CONFIG", help="Path to ctx.toml (default: ./ctx.toml if present)."
     ),
 ) -> None:
+    # The CLI is a process ctx owns: every file it makes in a home (SQLite's -wal/-shm, diskcache, Chroma,
+    # archives) is its user's alone. Set here rather than in main() so `python -m ctx.cli` and an in-process
+    # CLI runner behave the same; the library itself never touches the umask (see ctx/store/private.py).
+    os.umask(0o077)
     ctx.obj = {"config": config}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -46,23 +47,14 @@ def register(app: typer.Typer) -> None:
         rows = call(ctx, ops.SOURCES)
         if as_json:
             print_json(rows)
-            return
-        from rich.console import Console
-        from rich.table import Table
+        else:
+            _sources_table(rows)
+        if not rows:  # a listing: empty is no error (exit 0), but say what would fill it, on stderr
+            from rich.markup import escape
 
-        table = Table()
-        for column in ("source", "kind", "mode", "freshness", "criticality", "docs", "chunks", "quarantined",
-                       "staleness"):
-            table.add_column(column)
-        for r in rows:
-            if r["staleness_s"] is None:
-                fresh = "[red]never synced[/]"
-            else:
-                colour = "red" if r["stale"] else "green"
-                fresh = f"[{colour}]{r['staleness_s']:.0f}s / {r['max_staleness_s']:.0f}s[/]"
-            table.add_row(r["name"], r["kind"], r["mode"], r["freshness"], r["criticality"], str(r["documents"]),
-                          str(r["chunks"]), str(r["quarantined"]), fresh)
-        Console().print(table)
+            from ctx.services.stores import NO_SOURCES
+
+            err(escape(NO_SOURCES))
 
     @app.command()
     def status(
@@ -157,10 +149,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def doctor(
         ctx: typer.Context,
-        repair: bool = typer.Option(False, "--repair", help="Fix drift: re-embed missing vectors, drop orphans."),
+        repair: bool = typer.Option(
+            False, "--repair", help="Fix what it finds: re-embed missing vectors, drop orphans, make the home private."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
     ) -> None:
-        """Check the tiers against SQLite (the source of truth) and optionally repair them.
+        """Check the tiers against SQLite (the source of truth) and the home's permissions; optionally repair them.
 
         Example: ctx doctor --repair
         """
@@ -178,3 +172,22 @@ def register(app: typer.Typer) -> None:
                 err(f"[green]repaired[/] {what}: {n}")
         if not report["ok"] and not report["repaired"]:
             raise typer.Exit(1)
+
+
+def _sources_table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("source", "kind", "mode", "freshness", "criticality", "docs", "chunks", "quarantined",
+                   "staleness"):
+        table.add_column(column)
+    for r in rows:
+        if r["staleness_s"] is None:
+            fresh = "[red]never synced[/]"
+        else:
+            colour = "red" if r["stale"] else "green"
+            fresh = f"[{colour}]{r['staleness_s']:.0f}s / {r['max_staleness_s']:.0f}s[/]"
+        table.add_row(r["name"], r["kind"], r["mode"], r["freshness"], r["criticality"], str(r["documents"]),
+                      str(r["chunks"]), str(r["quarantined"]), fresh)
+    Console().print(table)

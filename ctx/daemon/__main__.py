@@ -13,6 +13,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m ctx.daemon", description="Run the ctx daemon in the foreground.")
     parser.add_argument("--config", help="path to ctx.toml")
     args = parser.parse_args()
+    # The daemon owns its process: every file it makes in the home is private from the first byte, whoever
+    # creates it (SQLite, diskcache, Chroma, the log's rotation); see ctx/store/private.py.
+    os.umask(0o077)
     from ctx.daemon.server import serve
     from ctx.settings import find_config, load_settings
 

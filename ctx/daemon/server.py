@@ -20,6 +20,7 @@ from ctx.api import runtime as rt
 from ctx.api.schemas import API_VERSION
 from ctx.errors import TransientError, UserError
 from ctx.settings import DaemonSettings, Settings
+from ctx.store import private
 from ctx.store.catalog import now_iso
 
 log = logging.getLogger("ctx.daemon")
@@ -40,7 +41,8 @@ def socket_path(home: Path) -> Path:
 
 def _lock(home: Path) -> IO[str]:
     """Held for the daemon's life: a second daemon on the home fails here, whatever the timing."""
-    handle = open(home / "daemon.lock", "a+", encoding="utf-8")  # noqa: SIM115 - held until exit
+    fd = os.open(home / "daemon.lock", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    handle = os.fdopen(fd, "a+", encoding="utf-8")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -92,8 +94,7 @@ def serve(settings: Settings, env: Mapping[str, str]) -> int:
     from ctx.workspace import Workspace
 
     assert settings.home is not None
-    home = settings.home
-    home.mkdir(parents=True, exist_ok=True)
+    home = private.make_home(settings.home)
     lock = _lock(home)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
@@ -146,14 +147,16 @@ def start_background(settings: Settings, env: Mapping[str, str], timeout: float 
     running = rt.read(home)
     if running is not None:
         raise UserError(f"a daemon already runs for {home} (pid {running.pid}, {running.address})")
-    home.mkdir(parents=True, exist_ok=True)
+    private.make_home(home)
     log_path = home / LOG_NAME
     if log_path.exists() and log_path.stat().st_size > LOG_ROTATE_BYTES:
         log_path.replace(log_path.with_suffix(".log.1"))
     command = [sys.executable, "-m", "ctx.daemon"]
     if settings.config_path:
         command += ["--config", str(settings.config_path)]
-    with open(log_path, "ab") as log_file:
+    # The log holds request errors and paths: 0600 whatever the caller's umask (an in-process caller keeps its own).
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log_file:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                                 start_new_session=True, env={**env, "CTX_HOME": str(home)})
     deadline = time.monotonic() + timeout

@@ -18,7 +18,7 @@ from ctx.observe.traces import TraceRecord, TraceStore
 from ctx.pipeline import Processor
 from ctx.retrieve.hybrid import Filters, Retriever
 from ctx.services.ingest import IngestService, processor_for
-from ctx.services.stores import Stores
+from ctx.services.stores import NO_SOURCES, Stores
 from ctx.services.wiring import build_assembler
 from ctx.settings import Settings
 from ctx.store.catalog import Catalog
@@ -110,6 +110,8 @@ class AssemblyService:
     def search(self, query: str, filters: Filters | None = None, limit: int | None = None) -> list[Hit]:
         if not query.strip():
             raise UserError("the query is empty")
+        if self.stores.serves_nothing(["retrieval"]):  # an empty answer would hide the missing config
+            raise UserError(NO_SOURCES)
         return self.retriever.search(query, filters or Filters(), limit or self.settings.retrieval.top_k).hits
 
     def request(self, query: str, budget: int | None = None, model: str | None = None, fmt: str | None = None,
@@ -118,7 +120,7 @@ class AssemblyService:
                 deadline: float | None = None, as_of: str | None = None) -> AssembleRequest:
         from ctx.versions.experiments import request_defaults
 
-        recipe_name, _ = self.settings.recipe(recipe)
+        recipe_name, recipe_settings = self.settings.recipe(recipe)
         defaults = request_defaults(self.settings, recipe_name)  # one place: a version's request is rebased on it
         fmt = fmt or defaults["format"]
         if fmt not in plugins.renderers():
@@ -127,6 +129,10 @@ class AssemblyService:
             raise UserError("--budget must be 0 or more")
         if not query.strip():
             raise UserError("the query is empty")
+        # Refused only when the config gives ctx nothing at all to read from (no source, no provider but
+        # retrieval, nothing ingested): then an empty context that looks like a success hides the mistake.
+        if as_of is None and self.stores.serves_nothing([*recipe_settings.providers, *self.settings.providers]):
+            raise UserError(NO_SOURCES)
         return AssembleRequest(query, defaults["budget"] if budget is None else budget, model or defaults["model"],
                                fmt, filters or Filters(), top_k or defaults["top_k"], recipe_name, user or None,
                                session or None, tuple(sorted((params or {}).items())), deadline,

@@ -16,8 +16,9 @@ from ctx.ingest.source import FetchContext
 from ctx.observe.traces import new_trace_id
 from ctx.pipeline import IngestSummary, JobRunner, Processor, Progress, SourceSummary
 from ctx.services import upkeep
-from ctx.services.stores import Stores
+from ctx.services.stores import NO_SOURCES, Stores
 from ctx.settings import Settings
+from ctx.store import private
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class IngestService:
     def check_sources(self, names: list[str] | None) -> list[str]:
         configured = self.stores.settings.sources
         if not configured:
-            raise UserError("no sources configured: add a [sources.NAME] table to ctx.toml (see ctx.toml.example)")
+            raise UserError(NO_SOURCES)
         unknown = [n for n in names or [] if n not in configured]
         if unknown:
             raise UserError(f"unknown source {unknown[0]!r} (configured: {', '.join(configured)})")
@@ -143,6 +144,9 @@ class IngestService:
                 summary.warnings.append(f"archiving superseded versions failed: {exc}")
         error = "; ".join(s.error for s in summary.sources if s.error) or None
         stores.write(lambda: stores.jobs.finish(job_id, "ok" if summary.ok else "partial", summary.to_dict(), error))
+        # A job is where Chroma and the caches create files; in a process that keeps the default umask (an
+        # application using ctx in-process) they are made private here (see ctx/store/private.py).
+        private.tighten(stores.home)
         return summary
 
     def _heal(self, summary: IngestSummary) -> None:
@@ -152,7 +156,7 @@ class IngestService:
             # Sizes alone miss replaced documents (as many orphan vectors as missing ones), so after a crash
             # the ids are compared.
             self._crashed = False
-            repaired = upkeep.doctor(stores, repair=True).repaired
+            repaired = upkeep.doctor(stores, repair=True, modes=False).repaired
             if repaired:
                 summary.warnings.append(
                     "repaired drift left by an interrupted run: "

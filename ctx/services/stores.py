@@ -12,10 +12,16 @@ from typing import Any
 from ctx import plugins
 from ctx.observe.traces import TraceStore
 from ctx.settings import Settings
+from ctx.store import private
 from ctx.store.catalog import Catalog
 from ctx.store.jobs import JobStore
 from ctx.store.writer import InlineWriter, ThreadWriter
 from ctx.versions.store import VersionStore
+
+# Said wherever a command finds nothing configured to read from: ingest, assemble and search refuse with it
+# (exit 2 from the CLI, 400 from the daemon), `ctx sources` prints it under its empty listing.
+NO_SOURCES = ("no sources configured: add a [sources.NAME] table to ctx.toml (ctx.toml.example shows every "
+              "kind), or run `ctx init` to write a starter ctx.toml")
 
 # The lazily opened stores another Stores can share as they are (see ``Stores.sharing``).
 SHAREABLE = ("catalog", "embedder", "vectors", "traces", "jobs", "versions")
@@ -29,7 +35,7 @@ class Stores:
         self.settings = settings
         self.env = dict(os.environ if env is None else env)
         assert settings.home is not None
-        self.home: Path = settings.home
+        self.home: Path = private.make_home(settings.home)  # 0700, also when it exists (ctx/store/private.py)
         # Every SQLite write goes through this: inline for the CLI, one thread for the daemon.
         self.write = writer or InlineWriter()
         self.origin = origin  # who serves this home's requests; the daemon says "daemon" (traces record it)
@@ -57,7 +63,9 @@ class Stores:
             return None
         from ctx.process.embedding import CachedEmbedder, cache_dir
 
-        return CachedEmbedder(inner, cache_dir(self.home), self.settings.embedding.batch_size)
+        embedder = CachedEmbedder(inner, cache_dir(self.home), self.settings.embedding.batch_size)
+        private.tighten(self.home)  # diskcache made its files with the process umask
+        return embedder
 
     @property
     def model_dir(self) -> Path:
@@ -70,7 +78,9 @@ class Stores:
             return None
         from ctx.store.vectors import ChromaVectors
 
-        return ChromaVectors(self.home / "vectors", self.embedder.model_id)
+        vectors = ChromaVectors(self.home / "vectors", self.embedder.model_id)
+        private.tighten(self.home)  # as Chroma made its files, with the process umask
+        return vectors
 
     @cached_property
     def traces(self) -> TraceStore:
@@ -83,6 +93,13 @@ class Stores:
     @cached_property
     def versions(self) -> VersionStore:
         return VersionStore(self.catalog)
+
+    def serves_nothing(self, providers: Iterable[str]) -> bool:
+        """Whether a request over ``providers`` can only come back empty: no source is configured, nothing was
+        ingested (a home keeps serving what an older config ingested) and every provider is retrieval."""
+        settings = self.settings
+        return (not settings.sources and all(settings.provider(name).kind == "retrieval" for name in providers)
+                and self.catalog.chunk_count() == 0)
 
     def model_id(self) -> str:
         """The embedding model's id, ``none`` without one (recorded with each ingest job)."""

@@ -8,13 +8,22 @@ from typing import Any
 from ctx.services.stores import Stores
 
 
-def doctor(stores: Stores, repair: bool = False) -> Any:
-    """Compare the catalog with the vectors (the catalog is the truth); with ``repair``, fix the drift."""
+def doctor(stores: Stores, repair: bool = False, modes: bool = True) -> Any:
+    """Compare the catalog with the vectors (the catalog is the truth); with ``repair``, fix the drift.
+
+    ``modes`` adds the check that the home is private to its user (and, with ``repair``, tightens it); an
+    ingest healing after a crash asks for the drift alone.
+    """
+    from ctx.store import private
     from ctx.store.doctor import diagnose
 
     if repair:
-        return stores.write(lambda: diagnose(stores.catalog, stores.vectors, stores.embedder, True))
-    return diagnose(stores.catalog, stores.vectors, stores.embedder, False)
+        report = stores.write(lambda: diagnose(stores.catalog, stores.vectors, stores.embedder, True))
+    else:
+        report = diagnose(stores.catalog, stores.vectors, stores.embedder, False)
+    if modes:
+        private.check(report, stores.home, repair)
+    return report
 
 
 def archive(stores: Stores) -> dict[str, Any]:

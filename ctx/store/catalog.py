@@ -16,6 +16,7 @@ from sqlite_utils import Database
 
 from ctx.ingest.values import printable
 from ctx.models import Chunk, Document
+from ctx.store import private
 from ctx.store.schema import migrations
 
 SYNC_RETENTION_DAYS = 8  # the sync ledger's history: the 7-day SLO window and a day to spare
@@ -50,7 +51,9 @@ class Catalog:
     statement a consistent snapshot) while writes go through whichever single thread owns them."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # 0600 before SQLite opens it: SQLite creates the -wal and -shm files with the database's mode.
+        private.create_private(path)
         self.path = path
         self._local = threading.local()
         self._lock = threading.Lock()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,3 +163,77 @@ def test_without_ctx_debug_the_same_subprocess_has_no_traceback(write_config, tm
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == ["error: config error: bogus_setting: unknown key"]
+
+
+# --- a ctx.toml with no sources --------------------------------------------------------------------------
+
+
+def _hint_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    assert "[sources.NAME]" in lines[0] and "ctx.toml.example" in lines[0] and "ctx init" in lines[0], lines[0]
+    return lines[0]
+
+
+def _no_sources_answers(ctx: Callable[..., Any]) -> str:
+    """Every command that reads sources says the same thing: the ones that would do nothing refuse (exit 2),
+    the listing stays a listing (exit 0, empty) with the hint on stderr; --json stdout stays clean."""
+    said = set()
+    for args in (("ingest",), ("ingest", "--json"), ("assemble", "hello"), ("assemble", "hello", "--json"),
+                 ("search", "hello"), ("search", "hello", "--json")):
+        code, stdout, stderr = ctx(*args)
+        assert code == 2, (args, code, stderr)
+        assert stdout == ""
+        line = _hint_line(stderr)
+        assert line.startswith("error: no sources configured")
+        said.add(line.removeprefix("error: "))
+    code, stdout, stderr = ctx("sources", "--json")
+    assert (code, json.loads(stdout)) == (0, [])
+    said.add(_hint_line(stderr))
+    code, stdout, stderr = ctx("sources")
+    assert code == 0 and "source" in stdout  # the (empty) table
+    said.add(_hint_line(stderr))
+    assert len(said) == 1, said
+    return said.pop()
+
+
+def test_an_empty_config_says_what_to_add_the_same_way_everywhere(tmp_path: Path, ctx_cli: Any) -> None:
+    (tmp_path / "ctx.toml").write_text("")
+
+    def ctx(*args: str) -> tuple[int, str, str]:
+        res = ctx_cli(*args, ok=False)
+        return res.exit_code, res.stdout, res.stderr
+
+    _no_sources_answers(ctx)
+
+
+def test_an_empty_config_through_the_daemon(tmp_path: Path, daemon: Callable[..., Any]) -> None:
+    config = tmp_path / "ctx.toml"
+    config.write_text('[embedding]\nembedder = "none"\n')
+    d = daemon(config=config)
+
+    def ctx(*args: str) -> tuple[int, str, str]:
+        proc = d.cli(*args, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    _no_sources_answers(ctx)
+    assert "/v1/assemble 400" in d.log() and "Traceback" not in d.log()
+
+
+def test_without_sources_a_recipe_of_other_providers_still_assembles(tmp_path: Path, ctx_cli: Any) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "refunds.md").write_text("Refunds within 30 days.\n")
+    (tmp_path / "ctx.toml").write_text(
+        '[embedding]\nembedder = "none"\n\n[providers.policy]\nkind = "static"\npaths = ["policies/*.md"]\n\n'
+        '[recipes.default]\nproviders = { policy = {} }\n')
+    out = ctx_cli("assemble", "hello", "--json").json()
+    assert "Refunds within 30 days." in out["context"]
+
+
+def test_a_home_ingested_under_an_older_config_still_answers(tmp_path: Path, ctx_cli: Any) -> None:
+    config = tmp_path / "ctx.toml"
+    config.write_text(DOCS_OK)
+    ctx_cli("ingest", "--json")
+    config.write_text('[embedding]\nembedder = "none"\n')  # the sources are gone from the config, not the home
+    assert ctx_cli("search", "some text", "--json").json()  # what it ingested (docs/a.md)

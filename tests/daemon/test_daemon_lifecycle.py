@@ -366,3 +366,24 @@ def test_tcp_is_opt_in(daemon: Callable[..., Any], write_config: Callable[[str],
     assert d.cli("daemon", "stop").returncode == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{runtime.address}/healthz", trust_env=False, timeout=5)
+
+
+@pytest.mark.model
+def test_a_daemon_run_leaves_nothing_readable_by_others(daemon: Callable[..., Any], write_config: Callable[[str], Path],
+                                                        docs_dir: Path) -> None:
+    """The home, daemon.log and everything the daemon's ingest and assembly write are private to the user,
+    even when the shell that starts it has the usual 0o022 umask."""
+    config = write_config(_config(embedder=""))
+    old = os.umask(0o022)  # the children inherit it: `ctx daemon start` and the daemon itself
+    try:
+        d = daemon(config=config)
+        d.cli("ingest", "--json")
+        d.cli("assemble", "rotate an api key", "--json")
+        d.cli("daemon", "stop")
+    finally:
+        os.umask(old)
+    home = d.home
+    assert (home / "daemon.log").exists() and (home / "vectors").exists()
+    loose = [f"{p} {stat.S_IMODE(p.lstat().st_mode):o}" for p in [home, *home.rglob("*")]
+             if not p.is_symlink() and stat.S_IMODE(p.lstat().st_mode) & 0o077]
+    assert loose == []
