@@ -46,6 +46,7 @@ class AssemblyOptions:
     deadline: float
     context_ttl: float
     pricing: PricingSettings = field(default_factory=PricingSettings)
+    scope: str = ""  # the settings every provider's result depends on beyond its own table (see Fanout)
 
 
 class Assembler:
@@ -63,7 +64,7 @@ class Assembler:
         self.provider_cache = provider_cache
         self.context_cache = context_cache
         self.data_versions = data_versions
-        self.fanout = Fanout(providers, breakers, provider_cache, max_parallel)
+        self.fanout = Fanout(providers, breakers, provider_cache, max_parallel, options.scope)
         self._prepared: set[str] = set()
 
     def assemble(self, request: AssembleRequest, replay_of: str | None = None) -> tuple[AssembledContext, TraceRecord]:

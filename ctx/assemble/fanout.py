@@ -52,11 +52,14 @@ class Outcome:
 
 class Fanout:
     def __init__(self, providers: Mapping[str, Provider], breakers: Mapping[str, Breaker], front: CacheFront,
-                 max_parallel: int = 16) -> None:
+                 max_parallel: int = 16, scope: str = "") -> None:
         self.providers = providers
         self.breakers = breakers
         self.front = front
         self.max_parallel = max_parallel
+        # The settings beyond a provider's own table that shape its result (a retrieval provider's ranking reads
+        # [retrieval], [chunking], [embedding]): part of every key, or a changed knob is served the old answer.
+        self.scope = scope
 
     async def run(self, recipe: RecipeSettings, request: ContextRequest, deadline: Deadline,
                   versions: Mapping[str, int]) -> dict[str, Outcome]:
@@ -181,7 +184,7 @@ class Fanout:
     def _key(self, provider: Provider, request: ContextRequest, versions: Mapping[str, int]) -> str:
         reads = provider.reads()
         data = {s: v for s, v in versions.items() if reads is None or s in reads}
-        raw = json.dumps([provider.name, provider.settings.fingerprint(), provider.key(request), data],
+        raw = json.dumps([provider.name, provider.settings.fingerprint(), self.scope, provider.key(request), data],
                          default=str, sort_keys=True)
         return "p:" + hashlib.sha256(raw.encode()).hexdigest()
 

@@ -44,9 +44,12 @@ def build_assembler(stores: Stores, retriever: Callable[[], Retriever]) -> Assem
         loop.spawn(front.refresher)
     fingerprint = settings.fingerprint("chunking", "embedding", "retrieval", "assembly", "sources", "providers",
                                        "recipes")
+    # What shapes a provider's answer beyond its own table: how the index was chunked and embedded, how
+    # retrieval ranks it, how assembly asks (a changed rrf_k must not be served the answer cached under the old one).
+    scope = settings.fingerprint("chunking", "embedding", "enrichment", "retrieval", "assembly")
     options = AssemblyOptions(a.default_encoding, a.min_truncated_tokens, fingerprint,
                               get_encoding_name(settings.chunking.encoding), a.deadline, c.context_ttl,
-                              settings.pricing)
+                              settings.pricing, scope)
     return Assembler(providers, breakers, settings.recipe, plugins.renderers(), options, loop, fronts[0], fronts[1],
                      stores.catalog.data_versions, a.max_parallel)
 
