@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -30,7 +29,9 @@ def _root(
     # The CLI is a process ctx owns: every file it makes in a home (SQLite's -wal/-shm, diskcache, Chroma,
     # archives) is its user's alone. Set here rather than in main() so `python -m ctx.cli` and an in-process
     # CLI runner behave the same; the library itself never touches the umask (see ctx/store/private.py).
-    os.umask(0o077)
+    from ctx.store.private import private_process  # stdlib only: the CLI's start stays light
+
+    private_process()
     ctx.obj = {"config": config}
 
 

@@ -15,7 +15,9 @@ def main() -> int:
     args = parser.parse_args()
     # The daemon owns its process: every file it makes in the home is private from the first byte, whoever
     # creates it (SQLite, diskcache, Chroma, the log's rotation); see ctx/store/private.py.
-    os.umask(0o077)
+    from ctx.store.private import private_process
+
+    private_process()
     from ctx.daemon.server import serve
     from ctx.settings import find_config, load_settings
 
