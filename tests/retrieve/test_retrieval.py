@@ -158,13 +158,21 @@ def test_path_filter_holds(corpus: Path, ctx_cli) -> None:
 @pytest.mark.parametrize(
     "query",
     ['"AND OR NEAR( * ^ -', 'NEAR(refund invoice, 2)', 'refund*', '^refund', 'title:refund', '"', "'",
-     "(((", 'NOT AND OR', '-refund', '"unbalanced quote refund', "{col1 col2}: x", "*", "a\x00b", "😀 ✓ 日本語"],
+     "(((", 'NOT AND OR', '-refund', '"unbalanced quote refund', "{col1 col2}: x", "*", "😀 ✓ 日本語"],
 )
 def test_fts_syntax_in_a_query_never_errors(corpus: Path, ctx_cli, query: str) -> None:
     res = ctx_cli("search", "--json", "--", query)
     assert isinstance(res.json(), list)
     out = ctx_cli("assemble", "--budget", "500", "--json", "--", query).json()
     assert out["tokens"] <= 500
+
+
+@pytest.mark.parametrize("command", [("search", "--json"), ("assemble", "--budget", "500", "--json")])
+def test_a_nul_in_a_query_is_refused_in_one_line(corpus: Path, ctx_cli, command: tuple[str, ...]) -> None:
+    """No trace or store keeps a NUL (issue 13): the request is refused before anything runs, never a crash."""
+    res = ctx_cli(*command, "--", "a\x00b", ok=False)
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.splitlines() == ["error: invalid request: query: the value holds a NUL character (at character 1)"]
 
 
 @settings(max_examples=300, deadline=None)
