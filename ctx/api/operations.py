@@ -105,12 +105,15 @@ class Operation(Generic[In, Out]):
 
     def target(self, body: BaseModel | None) -> tuple[str, dict[str, Any], BaseModel | None]:
         """(path with its parameters filled in, query parameters, JSON body) of one call."""
-        fields = body.model_dump(exclude_unset=True) if body is not None else {}
-        full = dict(body) if body is not None else {}
-        path = _PATH_PARAM.sub(lambda m: quote(str(full[m.group(1)]), safe=""), self.path)
+        if body is None:
+            return self.path, {}, None
+        values = dict(body)
+        path = _PATH_PARAM.sub(lambda m: quote(str(values[m.group(1)]), safe=""), self.path)
         if self.method == "POST":
             return path, {}, body
-        query = {k: v for k, v in fields.items() if k not in self.path_params and v is not None}
+        # Only what the caller set goes in the query string: the daemon applies the model's own defaults.
+        query = {k: v for k, v in values.items()
+                 if k in body.model_fields_set and k not in self.path_params and v is not None}
         return path, query, None
 
 
