@@ -1,4 +1,4 @@
-"""Hybrid retrieval: FTS5 BM25 and vector similarity fused with reciprocal rank fusion.
+"""Hybrid retrieval: FTS5 BM25 and vector similarity, fused (ctx.retrieve.fusion).
 
 Tenant isolation: a request for tenant A sees A's data and shared (untenanted) data; a request with
 no tenant sees shared data only. Both legs filter by tenant whenever tenant data exists, and every hit
@@ -17,6 +17,7 @@ from wcmatch import glob as wcglob
 
 from ctx.models import Hit
 from ctx.process.embedding import CachedEmbedder
+from ctx.retrieve.fusion import Fusion, fuse
 from ctx.retrieve.lexical import Lexical
 from ctx.store.catalog import Catalog
 from ctx.store.vectors import SHARED_TENANT, VectorStore
@@ -42,13 +43,13 @@ class SearchResult:
 
 class Retriever:
     def __init__(self, catalog: Catalog, vectors: VectorStore | None, embedder: CachedEmbedder | None,
-                 candidates: int = 50, rrf_k: int = 60, max_term_share: float = 0.1) -> None:
+                 candidates: int = 50, fusion: Fusion | None = None, max_term_share: float = 0.1) -> None:
         self.catalog = catalog
         self.lexical = Lexical(catalog, max_term_share)
         self.vectors = vectors
         self.embedder = embedder
         self.candidates = candidates
-        self.rrf_k = rrf_k
+        self.fusion = fusion or Fusion()
         self._executor: ThreadPoolExecutor | None = None
 
     def search(self, query: str, filters: Filters, limit: int) -> SearchResult:
@@ -66,23 +67,24 @@ class Retriever:
         timings["lexical_ms"] = (time.perf_counter() - t0) * 1000
         vector, timings["vector_ms"] = pending.result() if pending is not None else ([], 0.0)
         t2 = time.perf_counter()
-        scores: dict[str, float] = {}
-        for rank, (cid, _) in enumerate(lexical, 1):
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (self.rrf_k + rank)
-        for rank, (cid, _) in enumerate(vector, 1):
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (self.rrf_k + rank)
         lex_rank = {cid: r for r, (cid, _) in enumerate(lexical, 1)}
         vec = {cid: (r, d) for r, (cid, d) in enumerate(vector, 1)}
-        ordered = sorted(scores, key=lambda c: (-scores[c], c))
+        # Every candidate is read once from SQLite: fusion by document needs each chunk's document, and
+        # the rows are checked and returned anyway.
+        rows = {hit.chunk_id: hit for hit in self._hydrate(list(dict.fromkeys([*lex_rank, *vec])))}
+        fused = fuse([(cid, -rank) for cid, rank in lexical],  # FTS5's bm25() is lower-is-better
+                     [(cid, 1.0 - dist) for cid, dist in vector],  # cosine distance -> similarity
+                     self.fusion, {cid: hit.doc_id for cid, hit in rows.items()})
         hits = []
-        for hit in self._hydrate(ordered):
+        for cid, score in fused:
+            hit = rows.get(cid)
             # Re-checked on the SQLite row: the truth decides, whatever the vector index holds.
-            if not _allowed(hit, filters):
+            if hit is None or not _allowed(hit, filters):
                 continue
-            hit.score = round(scores[hit.chunk_id], 6)
-            hit.lexical_rank = lex_rank.get(hit.chunk_id)
-            if hit.chunk_id in vec:
-                hit.vector_rank, dist = vec[hit.chunk_id]
+            hit.score = round(score, 6)
+            hit.lexical_rank = lex_rank.get(cid)
+            if cid in vec:
+                hit.vector_rank, dist = vec[cid]
                 hit.vector_distance = round(float(dist), 6)
             hits.append(hit)
             if len(hits) >= limit:

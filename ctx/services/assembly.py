@@ -16,6 +16,7 @@ from ctx.models import Hit
 from ctx.observe.replay import RerunReport, compare
 from ctx.observe.traces import TraceRecord, TraceStore
 from ctx.pipeline import Processor
+from ctx.retrieve.fusion import Fusion
 from ctx.retrieve.hybrid import Filters, Retriever
 from ctx.services.ingest import IngestService, processor_for
 from ctx.services.stores import NO_SOURCES, Stores
@@ -91,7 +92,8 @@ class AssemblyService:
     @cached_property
     def retriever(self) -> Retriever:
         r = self.settings.retrieval
-        return Retriever(self.catalog, self.stores.vectors, self.embedder, r.candidates, r.rrf_k, r.max_term_share)
+        fusion = Fusion(r.fusion, r.lexical_weight, r.rrf_k, r.by_document)
+        return Retriever(self.catalog, self.stores.vectors, self.embedder, r.candidates, fusion, r.max_term_share)
 
     @cached_property
     def assembler(self) -> Assembler:

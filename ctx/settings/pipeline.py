@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, ValidationInfo, field_validator
 
 from ctx.settings.base import Duration, Strict
@@ -44,8 +46,14 @@ class EnrichmentSettings(Strict):
 class RetrievalSettings(Strict):
     top_k: int = Field(default=20, ge=1, le=1000)
     candidates: int = Field(default=50, ge=1, le=5000)
-    rrf_k: int = Field(default=60, ge=1)
+    rrf_k: int = Field(default=60, ge=1, description="the reciprocal rank fusion constant (fusion = \"rrf\")")
     max_term_share: float = Field(default=0.1, gt=0, le=1)
+    fusion: Literal["convex", "rrf"] = Field(
+        default="convex", description="convex: min-max normalised scores, weighted; rrf: reciprocal ranks")
+    lexical_weight: float = Field(default=0.5, ge=0, le=1,
+                                  description="the BM25 leg's share in convex fusion; vectors get the rest")
+    by_document: bool = Field(default=True, description="fuse per document (its best chunk in each leg), "
+                                                        "then order chunks by their document")
 
 
 class AssemblySettings(Strict):

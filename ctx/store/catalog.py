@@ -179,7 +179,8 @@ class Catalog:
                 (
                     {
                         "id": c.id, "doc_id": c.doc_id, "source": w.doc.source, "tenant": w.doc.tenant,
-                        "version": w.version, "ordinal": c.ordinal, "heading": " › ".join(c.heading_path),
+                        "title": w.doc.title, "version": w.version, "ordinal": c.ordinal,
+                        "heading": " › ".join(c.heading_path),
                         "text": c.text, "start": c.start, "end": c.end, "token_count": c.token_count,
                         "heading_path": json.dumps(c.heading_path), "content_hash": c.content_hash,
                         "run_id": run_id,

@@ -239,3 +239,19 @@ def m009_documents_processed_with(db: Database) -> None:
     # The chunking and enrichment a document's chunks were made with: a change of either re-processes the
     # document at the next ingest even though its content is the same (NULL, from before: taken as current).
     db.table("documents").add_column("processed_with", str)
+
+
+@migrations()
+def m011_chunk_titles_in_fts(db: Database) -> None:
+    # A document's title is often the most precise words about it (a paper's, a page's) and was found by
+    # no query: only chunk headings and text were indexed. Each chunk now carries its document's title
+    # (the FTS5 index is external-content, so what it indexes must be a column of chunks), and the index
+    # is rebuilt with the title as its first column. Rebuilding reads every chunk once.
+    if "title" not in db.table("chunks").columns_dict:
+        db.table("chunks").add_column("title", str)
+    db.execute("drop table if exists chunks_fts_vocab")
+    db.table("chunks").disable_fts()  # the index and its triggers: the backfill below must not fire them
+    db.execute("update chunks set title = (select d.title from documents d where d.id = chunks.doc_id)")
+    db.table("chunks").enable_fts(["title", "heading", "text"], fts_version="FTS5", create_triggers=True,
+                                  tokenize="porter")
+    db.execute("create virtual table chunks_fts_vocab using fts5vocab('chunks_fts', 'row')")
