@@ -239,3 +239,10 @@ def m009_documents_processed_with(db: Database) -> None:
     # The chunking and enrichment a document's chunks were made with: a change of either re-processes the
     # document at the next ingest even though its content is the same (NULL, from before: taken as current).
     db.table("documents").add_column("processed_with", str)
+
+
+@migrations()
+def m010_eval_runs_data(db: Database) -> None:
+    # The data an eval run searched over (``Catalog.data_fingerprint``), so runs on different data are not
+    # compared as if only the version differed; NULL for runs from before it was recorded.
+    db.table("eval_runs").add_column("data_sha256", str)
