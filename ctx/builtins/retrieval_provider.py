@@ -6,11 +6,12 @@ configured, e.g. one per group of sources. Its blocks keep their source's critic
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
 from ctx.assemble.provider import BaseProvider, ContextRequest, Deadline, Services
 from ctx.hookspecs import hookimpl
-from ctx.models import Block
+from ctx.models import Block, Hit
 from ctx.retrieve.hybrid import Filters
 from ctx.settings import ProviderSettings
 from ctx.store.catalog import now_iso
@@ -45,6 +46,16 @@ class RetrievalProvider(BaseProvider):
         stamp = now_iso()
         crit = self.services.source_criticality
         return [Block(h, crit.get(h.source, "optional"), h.text, provider=self.name, as_of=stamp) for h in found.hits]
+
+    def ranked(self, request: ContextRequest, depth: int) -> list[Hit]:
+        """The search ``fetch`` runs, deeper: each leg fetches at least ``2 * depth`` candidates and every
+        fused chunk is returned, so ``ctx eval`` can rank ``depth`` documents (a document is often several
+        chunks). Only for scoring: a context is never built from it, and the configured ranking is what
+        eval scores at the top (more candidates can reorder fusion's top)."""
+        retriever = copy.copy(self.services.retriever())  # shared stores, its own candidate count
+        retriever.candidates = max(retriever.candidates, 2 * depth)
+        filters = Filters(list(self._sources(request) or []) or None, request.tenant, request.path)
+        return retriever.search(request.query, filters, 2 * retriever.candidates).hits
 
     def _sources(self, request: ContextRequest) -> tuple[str, ...] | None:
         mine = self.settings.sources

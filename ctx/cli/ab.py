@@ -142,8 +142,13 @@ def _print_report(data: dict[str, Any]) -> None:
             run = v["eval"]
             scores = " · ".join(f"{k} {val:.4g}" if isinstance(val, int | float) else f"{k} {val}"
                                 for k, val in sorted(run["metrics"].items()))
-            console.print(f"eval {v['name']}: {scores} [dim]({run['count']} queries of {run['queries']}, "
+            on = f", data {run['data'][:12]}" if run.get("data") else ""
+            console.print(f"eval {v['name']}: {scores} [dim]({run['count']} queries of {run['queries']}{on}, "
                           f"{run['created_at'][:19]})[/]")
+    if len({v["eval"].get("data") for v in data["variants"] if v["eval"]}) > 1:
+        # Scores measured on different documents differ by the data as much as by the version.
+        console.print("[yellow]the variants' eval runs ran on different data: their scores are not comparable "
+                      "(ctx eval --compare runs both on the same data)[/]")
     verdict = data["verdict"]
     for c in verdict["comparisons"]:
         if c["difference"] is None:

@@ -13,7 +13,8 @@ import typer
 from ctx.cli._output import err, print_json
 from ctx.cli._ws import client
 
-LABELS = {"recall_at_k": "recall@{k}", "mrr": "MRR", "ndcg_at_10": "nDCG@10", "token_efficiency": "token efficiency"}
+LABELS = {"recall_at_k": "recall@{k}", "recall_at_100": "recall@100", "mrr": "MRR", "ndcg_at_10": "nDCG@10",
+          "token_efficiency": "token efficiency"}
 BAR_FROM = 20  # queries: below this a run is over before a bar is worth drawing
 
 
@@ -46,13 +47,16 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(10, "--k", min=1, max=1000, help="The cutoff of recall@k."),
         recipe: str | None = typer.Option(None, "--recipe", "-r",
                                           help="A recipe of ctx.toml (default: the assembly recipe)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the run (or the comparison) as JSON."),
+        as_json: bool = typer.Option(False, "--json",
+                                     help="Print the run (or the comparison) as JSON, with per-query results."),
     ) -> None:
-        """Score retrieval and context on labeled queries: recall@k, MRR, nDCG@10 and token efficiency.
+        """Score retrieval and context on labeled queries: recall@k, recall@100, MRR, nDCG@10, token efficiency.
 
         Each query is assembled with the version as a real request is, but no trace is stored (evaluation
-        counts toward no SLO, cost or experiment); the run is kept, for `ctx ab report` and `ctx audit`.
-        A version that chunks or embeds differently gets its side index built first.
+        counts toward no SLO, cost or experiment); the run is kept, with the version and a fingerprint of
+        the data it ran on, for `ctx ab report` and `ctx audit`. recall@100 ranks deeper with the same
+        search; the other metrics score the ranking and context the version serves. A version that chunks
+        or embeds differently gets its side index built first; --compare refuses runs on different data.
 
         Example: ctx eval fixtures/eval/queries.jsonl --compare prod candidate
         """
@@ -80,7 +84,19 @@ def register(app: typer.Typer) -> None:
 
 
 def _label(metric: str, k: int) -> str:
-    return LABELS[metric].format(k=k)
+    return LABELS.get(metric, metric).format(k=k)
+
+
+def _data(run: dict[str, Any]) -> str:
+    data = run["data"]
+    return f"data {data['sha256'][:12]} ({data['documents']:,} documents, {data['chunks']:,} chunks)"
+
+
+def _depth(run: dict[str, Any]) -> str:
+    # Said, not hidden: with few candidates (or few matching documents) a "recall@100" ranks fewer than 100.
+    depth = run["depth"]
+    return (f"recall@{depth['cutoff']} over rankings of {depth['mean']:g} documents on average "
+            f"(fewest {depth['min']}); the other metrics over the ranking the version serves")
 
 
 def _print_run(run: dict[str, Any]) -> None:
@@ -88,12 +104,14 @@ def _print_run(run: dict[str, Any]) -> None:
     from rich.table import Table
 
     print(f"version {run['version']} · recipe {run['recipe']} · {run['count']} queries · {run['queries']}")
+    print(_data(run))
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for metric, value in run["metrics"].items():
         table.add_row(_label(metric, run["k"]), f"{value:.4f}")
     Console().print(table)
+    print(_depth(run))
     _misses(run)
 
 
@@ -114,6 +132,9 @@ def _print_comparison(result: dict[str, Any]) -> None:
 
     a, b = result["a"], result["b"]
     print(f"A {a['version']} · B {b['version']} · recipe {a['recipe']} · {result['count']} queries · {a['queries']}")
+    print(_data(a) if b["data"]["index"] == a["data"]["index"] else  # the same documents, chunked otherwise:
+          f"data {a['data']['sha256'][:12]} ({a['data']['documents']:,} documents; A's index "
+          f"{a['data']['chunks']:,} chunks, B's {b['data']['chunks']:,})")
     table = Table(caption="Δ = B - A; 95% interval and p from a paired bootstrap over the queries",
                   caption_justify="left")
     for column in ("metric", "A", "B", "Δ", "95% CI", "p", "verdict"):
@@ -127,4 +148,5 @@ def _print_comparison(result: dict[str, Any]) -> None:
                       f"{row['delta']:+.4f}", f"[{row['low']:+.3f}, {row['high']:+.3f}]", f"{row['p_value']:.3f}",
                       verdict)
     Console().print(table)
+    print(f"A: {_depth(a)}\nB: {_depth(b)}")
     err(f"[dim]eval runs {a['id']} (A) and {b['id']} (B) stored[/]")

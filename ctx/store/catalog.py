@@ -3,6 +3,7 @@ quarantine, ingest runs and traces. It is the source of truth every other tier i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -249,6 +250,23 @@ class Catalog:
         ).fetchall()
         return [{"key": r[0], "title": r[1], "text": r[2], "metadata": json.loads(r[3] or "{}"),
                  "created_at": r[4], "version": r[5], "tenant": r[6]} for r in rows]
+
+    def data_fingerprint(self) -> tuple[str, int]:
+        """sha256 over every document's source, key and content hash, and how many documents that is.
+
+        What an index holds, independent of how it is chunked or embedded: a version's side index of the
+        same documents has the same fingerprint, while any ingest that changes, adds or removes a document
+        changes it. Data version counters cannot say this: they count one home's writes, and a side index
+        built later counts its own.
+        """
+        digest = hashlib.sha256()
+        count = 0
+        for source, key, content_hash in self.db.execute(
+                "select source, key, content_hash from documents order by source, key"):
+            digest.update(json.dumps([source, key, content_hash]).encode())
+            digest.update(b"\n")
+            count += 1
+        return digest.hexdigest(), count
 
     def chunk_count(self) -> int:
         return int(self.db.execute("select count(*) from chunks").fetchone()[0])

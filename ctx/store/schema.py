@@ -242,6 +242,13 @@ def m009_documents_processed_with(db: Database) -> None:
 
 
 @migrations()
+def m010_eval_runs_data(db: Database) -> None:
+    # The data an eval run searched over (``Catalog.data_fingerprint``), so runs on different data are not
+    # compared as if only the version differed; NULL for runs from before it was recorded.
+    db.table("eval_runs").add_column("data_sha256", str)
+
+
+@migrations()
 def m011_chunk_titles_in_fts(db: Database) -> None:
     # A document's title is often the most precise words about it (a paper's, a page's) and was found by
     # no query: only chunk headings and text were indexed. Each chunk now carries its document's title

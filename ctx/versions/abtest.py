@@ -222,15 +222,17 @@ def latest_eval(catalog: Catalog, version: str | None) -> dict[str, Any] | None:
     """The newest ``ctx eval`` run of ``version``: its metrics, and what they were measured on."""
     if not version:
         return None
-    row = catalog.db.execute("select id, created_at, queries, k, count, metrics from eval_runs where version = ? "
-                             "order by created_at desc limit 1", [version]).fetchone()
+    row = catalog.db.execute("select id, created_at, queries, k, count, metrics, data_sha256 from eval_runs "
+                             "where version = ? order by created_at desc limit 1", [version]).fetchone()
     if row is None:
         return None
     try:
         metrics = json.loads(row[5] or "{}")
     except ValueError:
         metrics = {}
-    return {"run": row[0], "created_at": row[1], "queries": row[2], "k": row[3], "count": row[4], "metrics": metrics}
+    # data: the fingerprint of the documents it ran on (None for a run from before it was recorded).
+    return {"run": row[0], "created_at": row[1], "queries": row[2], "k": row[3], "count": row[4], "metrics": metrics,
+            "data": row[6]}
 
 
 def overview(catalog: Catalog, experiments: Mapping[str, ExperimentSettings], resolve: Resolve) -> list[dict[str, Any]]:

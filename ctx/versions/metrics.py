@@ -1,4 +1,5 @@
-"""Retrieval metrics for one query: recall@k, MRR, nDCG@10 (trec_eval's definition) and token efficiency.
+"""Retrieval metrics for one query: recall@k, recall@100, MRR, nDCG@10 (trec_eval's definition) and token
+efficiency.
 
 A ranking is a list of documents, best first, each named by the set of ids a label may use for it
 (document id, key, ``source:key``). A label is credited once, at the first rank that matches it.
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 NDCG_CUTOFF = 10
+RECALL_DEPTH = 100  # recall@100, as BEIR and MTEB report it beside nDCG@10
+TOP = 10  # documents named per query in a run's results
 
 Doc = frozenset[str]
 
@@ -101,17 +104,41 @@ def ranking(candidates: Sequence[Mapping[str, Any]], providers: Mapping[str, Map
     chosen by who asks, not by the query. With several retrieval providers, their candidates are merged
     by fused score.
     """
+    return [doc_names(row) for row in documents(candidates, providers)]
+
+
+def documents(candidates: Sequence[Mapping[str, Any]], providers: Mapping[str, Mapping[str, Any]]
+              ) -> list[Mapping[str, Any]]:
+    """The candidate that ranks each document (its first), in ranking order (see :func:`ranking`)."""
     rows = [c for c in candidates if (providers.get(c.get("provider") or "") or {}).get("kind") == "retrieval"]
     if len({c.get("provider") for c in rows}) > 1:
         rows = sorted(rows, key=lambda c: -float(c.get("score") or 0.0))
     seen: set[str] = set()
-    out: list[Doc] = []
+    out: list[Mapping[str, Any]] = []
     for row in rows:
-        doc = str(row.get("doc_id") or row.get("chunk_id"))
+        doc = _doc(row)
         if doc not in seen:
             seen.add(doc)
-            out.append(doc_names(row))
+            out.append(row)
     return out
+
+
+def extend(ranked: Sequence[Mapping[str, Any]], deeper: Sequence[Mapping[str, Any]], depth: int
+           ) -> list[Mapping[str, Any]]:
+    """``ranked`` as it is, then the documents of ``deeper`` it lacks, cut at ``depth``: the top of a deep
+    ranking is always the ranking the version serves, so recall@100 never disagrees with recall@k or nDCG@10."""
+    seen = {_doc(row) for row in ranked}
+    return [*ranked, *(row for row in deeper if _doc(row) not in seen)][:depth]
+
+
+def doc_label(row: Mapping[str, Any]) -> str:
+    """How a document is named in per-query results: ``source:key`` (what labels usually say), else its id."""
+    key, source = row.get("doc_key"), row.get("source")
+    return f"{source}:{key}" if key and source else _doc(row)
+
+
+def _doc(row: Mapping[str, Any]) -> str:
+    return str(row.get("doc_id") or row.get("chunk_id"))
 
 
 def kept_blocks(candidates: Sequence[Mapping[str, Any]], degradations: Sequence[Mapping[str, Any]]
@@ -121,18 +148,30 @@ def kept_blocks(candidates: Sequence[Mapping[str, Any]], degradations: Sequence[
     return [(doc_names(c), block_tokens(c, cut)) for c in candidates if c.get("kept")]
 
 
-def score(trace: Any, relevant: Mapping[str, float], k: int) -> dict[str, Any]:
-    """Every metric of one query from its (unstored) trace record."""
-    ranked = ranking(trace.candidates, trace.providers)
-    judged = judge(ranked, relevant)
+def score(trace: Any, relevant: Mapping[str, float], k: int,
+          deeper: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """Every metric of one query from its (unstored) trace record; ``deeper`` are retrieval candidates of
+    the same search run deeper (``RetrievalProvider.ranked``), which only recall@100 reads."""
+    rows = documents(trace.candidates, trace.providers)
+    judged = judge([doc_names(r) for r in rows], relevant)
+    deep = extend(rows, documents(deeper, trace.providers), RECALL_DEPTH)
     return {
-        "recall_at_k": recall_at(judged, k), "mrr": reciprocal_rank(judged), "ndcg_at_10": ndcg_at(judged),
+        "recall_at_k": recall_at(judged, k), "recall_at_100": recall_at(judge([doc_names(r) for r in deep], relevant),
+                                                                         RECALL_DEPTH),
+        "mrr": reciprocal_rank(judged), "ndcg_at_10": ndcg_at(judged),
         "token_efficiency": token_efficiency(kept_blocks(trace.candidates, trace.degradations), relevant,
                                              trace.tokens),
-        "retrieved": len(ranked), "tokens": trace.tokens,
+        "retrieved": len(rows), "depth": len(deep), "tokens": trace.tokens,
         "found": sum(1 for hits in judged.matched for label in hits if relevant[label] > 0),
         "first_relevant": next((r for r, g in enumerate(judged.gains, 1) if g > 0), None),
+        "top": [doc_label(r) for r in rows[:TOP]],
     }
 
 
-METRICS = ("recall_at_k", "mrr", "ndcg_at_10", "token_efficiency")
+def unscored(error: str) -> dict[str, Any]:
+    """The results of a query the version gave no context: it scores nothing."""
+    return {**dict.fromkeys(METRICS, 0.0), "retrieved": 0, "depth": 0, "tokens": 0, "found": 0,
+            "first_relevant": None, "top": [], "error": error}
+
+
+METRICS = ("recall_at_k", "recall_at_100", "mrr", "ndcg_at_10", "token_efficiency")

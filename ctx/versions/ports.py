@@ -59,10 +59,12 @@ class SideIndexes(Registry, Protocol):
 
 
 class Runner(Protocol):
-    """What runs one version: builds its requests and assembles them (eval stores no trace)."""
+    """What runs one version: builds its requests and assembles them (eval stores no trace), over its catalog."""
 
     @property
     def assembler(self) -> Assembler: ...
+    @property
+    def catalog(self) -> Catalog: ...
     def request(self, query: str, *, recipe: str | None = None) -> AssembleRequest: ...
 
 

@@ -301,6 +301,7 @@ def test_report_counts_drops_and_shows_eval_scores(two_versions: Any, ctx_cli: A
     assert by["prod"]["drop_rate"] == {"n": 5, "drops": 2, "mean": 0.4, "low": pytest.approx(0.1176, abs=1e-4),
                                        "high": pytest.approx(0.7693, abs=1e-4)}
     assert by["prod"]["eval"]["metrics"] == {"recall@10": 0.75, "mrr": 0.6} and by["prod"]["eval"]["run"] == "e1"
+    assert by["prod"]["eval"]["data"] is None  # a run from before eval_runs recorded its data
     assert by["candidate"]["eval"] is None
     assert "eval prod: mrr 0.6 · recall@10 0.75" in ctx_cli("--config", str(config), "ab", "report", "trial").stdout
 

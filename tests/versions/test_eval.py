@@ -210,10 +210,10 @@ def _workspace(config: Path) -> Any:
 def _runs(config: Path) -> list[dict[str, Any]]:
     ws = _workspace(config)
     try:
-        rows = ws.catalog.db.execute("select version, recipe, queries, queries_sha256, k, count, metrics "
-                                     "from eval_runs order by created_at").fetchall()
+        rows = ws.catalog.db.execute("select version, recipe, queries, queries_sha256, k, count, metrics, "
+                                     "data_sha256 from eval_runs order by created_at").fetchall()
         return [{"version": r[0], "recipe": r[1], "queries": r[2], "queries_sha256": r[3], "k": r[4], "count": r[5],
-                 "metrics": json.loads(r[6])} for r in rows]
+                 "metrics": json.loads(r[6]), "data_sha256": r[7]} for r in rows]
     finally:
         ws.close()
 
@@ -232,7 +232,7 @@ def test_ctx_eval_scores_the_demo_docs_stores_its_run_and_no_trace(write_config:
     out = ctx_cli("eval", str(QUERIES), "--json").json()
     assert out["count"] == 16 and out["failed"] == 0 and out["k"] == 10 and out["recipe"] == "default"
     metrics = out["metrics"]
-    assert set(metrics) == {"recall_at_k", "mrr", "ndcg_at_10", "token_efficiency"}
+    assert set(metrics) == {"recall_at_k", "recall_at_100", "mrr", "ndcg_at_10", "token_efficiency"}
     # Hand-made queries over the docs they were written from: retrieval finds most of them near the top.
     assert metrics["recall_at_k"] >= 0.8 and metrics["mrr"] >= 0.7 and metrics["ndcg_at_10"] >= 0.6
     assert 0.0 < metrics["token_efficiency"] <= 1.0
@@ -246,9 +246,13 @@ def test_ctx_eval_scores_the_demo_docs_stores_its_run_and_no_trace(write_config:
     assert [(r["version"], r["count"], r["k"]) for r in runs] == [(_current(config), 16, 10)] * 2
     assert runs[0]["metrics"] == metrics and runs[0]["queries"] == str(QUERIES)
     assert runs[0]["queries_sha256"] == out["queries_sha256"]
+    assert runs[0]["data_sha256"] == out["data"]["sha256"] == beir["data"]["sha256"]
+    assert out["data"]["documents"] == sum(1 for p in docs_dir.rglob("*") if p.is_file()) and out["data"]["chunks"] > 0
     assert ctx_cli("traces", "--json").json() == []  # evaluation is not traffic
     human = ctx_cli("eval", str(QUERIES), "--k", "3")
     assert "recall@3" in human.stdout and "nDCG@10" in human.stdout and "eval run" in human.stderr
+    assert "recall@100" in human.stdout and f"version {out['version']}" in human.stdout
+    assert f"data {out['data']['sha256'][:12]}" in human.stdout and "recall@100 over rankings of" in human.stdout
 
 
 def test_ctx_eval_bad_input_is_one_line_and_exit_2(write_config: Any, docs_dir: Path, ctx_cli: Any,
@@ -275,7 +279,7 @@ def test_compare_two_versions_side_by_side_including_one_with_its_own_index(writ
     out = ctx_cli("eval", str(QUERIES), "--compare", base, narrow, "--json").json()
     assert (out["a"]["version"], out["b"]["version"]) == (base, narrow)
     rows = {r["metric"]: r for r in out["comparison"]}
-    assert set(rows) == {"recall_at_k", "mrr", "ndcg_at_10", "token_efficiency"}
+    assert set(rows) == {"recall_at_k", "recall_at_100", "mrr", "ndcg_at_10", "token_efficiency"}
     recall = rows["recall_at_k"]
     assert recall["b"] < recall["a"] and recall["delta"] == pytest.approx(recall["b"] - recall["a"])
     assert recall["low"] <= recall["delta"] <= recall["high"] and recall["test"] == "paired bootstrap"
@@ -296,6 +300,11 @@ def test_compare_two_versions_side_by_side_including_one_with_its_own_index(writ
     both = res.json()
     assert (both["a"]["version"], both["b"]["version"]) == (base, small)
     assert both["a"]["metrics"] == out["a"]["metrics"]  # the side index scores as the live one did
+    # The same documents chunked otherwise: the same data (so comparable), another index.
+    a_data, b_data = both["a"]["data"], both["b"]["data"]
+    assert a_data["sha256"] == b_data["sha256"] == out["a"]["data"]["sha256"]
+    assert a_data["index"] != b_data["index"] and a_data["chunks"] < b_data["chunks"]
+    assert all(len(both[side]["results"]) == 16 for side in "ab")
     assert all(r["a"] is not None and r["b"] is not None for r in both["comparison"])
     assert {r["version"] for r in _runs(config)} == {base, narrow, small}
     assert ctx_cli("traces", "--json").json() == []
