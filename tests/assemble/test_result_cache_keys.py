@@ -26,11 +26,14 @@ kind = "files"
 path = "docs"
 include = ["**/*.md"]
 """
-# Each knob of [retrieval] that the request does not carry, with a new value. The first two change the ranking
-# of this small corpus; max_term_share acts only on corpora of PRUNE_FROM_CHUNKS chunks or more, and the key
-# must see it all the same.
-KNOBS = {"candidates": "2", "rrf_k": "1", "max_term_share": "0.01"}
-CHANGES_HERE = {"candidates", "rrf_k"}
+# Each knob of [retrieval] that the request does not carry, with a new value. The key must see every one, even
+# where it changes nothing here: max_term_share acts only on corpora of PRUNE_FROM_CHUNKS chunks or more, and
+# by_document only with both legs (lexical only, a document's best chunk scores the same either way).
+KNOBS = {"candidates": "2", "rrf_k": "1", "max_term_share": "0.01", "fusion": '"rrf"', "lexical_weight": "0.2",
+         "by_document": "false"}
+CHANGES_HERE = set(KNOBS) - {"max_term_share", "by_document"}
+# What a knob needs around it to act at all: rrf_k is read only by reciprocal rank fusion.
+CONTEXT = {"rrf_k": 'fusion = "rrf"\n'}
 
 
 def _retrieval(config: Path, query: str) -> dict[str, Any]:
@@ -52,7 +55,8 @@ def test_a_changed_retrieval_knob_is_not_served_the_old_cached_result(
     from ctx.client import connect
 
     query = "how do I rotate an API key without downtime?"
-    config = write_config(BASE)
+    retrieval = "\n[retrieval]\n" + CONTEXT.get(knob, "")
+    config = write_config(BASE + retrieval)
     client = connect(config)
     client.ingest(IngestIn(trigger="cli"))
     client.close()
@@ -60,7 +64,7 @@ def test_a_changed_retrieval_knob_is_not_served_the_old_cached_result(
     assert before["status"] == "ok" and before["blocks"]  # computed, and now in the disk tier
     assert _retrieval(config, query)["status"] == "cached"  # the cache is on and keeps it across processes
 
-    config.write_text(BASE + f"\n[retrieval]\n{knob} = {KNOBS[knob]}\n")
+    config.write_text(BASE + retrieval + f"{knob} = {KNOBS[knob]}\n")
     after = _retrieval(config, query)
     assert after["status"] == "ok", f"[retrieval] {knob} changed, yet the result came from the cache"
     if knob in CHANGES_HERE:
