@@ -145,7 +145,7 @@ class Selection:
         others = [t for t in self.terms if t not in alone]
         if not others:
             return everything  # every row is wanted: the plain query
-        wanted = " OR ".join("(" + " AND ".join(phrase(t) for t in s) + ")" for s in self.sets)
+        wanted = _trie(self.sets)
         if not self.sets:
             return f"({everything}) NOT ({any_of(others)})"  # nothing can reach the threshold
         return f"({everything}) NOT (({any_of(others)}) NOT ({wanted}))"
@@ -153,3 +153,18 @@ class Selection:
     def exact(self, ranked: Sequence[tuple[object, float]], n: int) -> bool:
         """Whether ``ranked`` (best first, bm25 ranks: negated scores) is the exact top n."""
         return len(ranked) == n and -ranked[-1][1] >= self.threshold
+
+
+def _trie(sets: Sequence[tuple[str, ...]]) -> str:
+    """The sets as one expression with shared prefixes written once, ``a AND (b OR c)`` for (a, b) and
+    (a, c): each phrase in it costs bm25() a walk of its rows, and the cover's sets share prefixes."""
+    heads: dict[str, list[tuple[str, ...]]] = {}
+    for s in sets:
+        heads.setdefault(s[0], []).append(s[1:])
+    parts = []
+    for head, tails in heads.items():
+        if any(not t for t in tails):  # the head alone is a set: longer ones through it add no row
+            parts.append(phrase(head))
+        else:
+            parts.append(f"({phrase(head)} AND ({_trie(tails)}))")
+    return " OR ".join(parts)
