@@ -47,7 +47,11 @@ class RetrievalSettings(Strict):
     top_k: int = Field(default=20, ge=1, le=1000)
     candidates: int = Field(default=50, ge=1, le=5000)
     rrf_k: int = Field(default=60, ge=1, description="the reciprocal rank fusion constant (fusion = \"rrf\")")
-    max_term_share: float = Field(default=0.1, gt=0, le=1)
+    # Deprecated, no effect: the lexical leg once left out query words found in more than this share of
+    # chunks, which changed rankings; it now returns exactly full BM25 over every word, faster, with no
+    # knob (ctx/retrieve/lexical.py). Kept so existing ctx.toml files, which may set it, still load.
+    max_term_share: float = Field(default=0.1, gt=0, le=1,
+                                  description="deprecated: no effect (BM25 is exact over every query word)")
     fusion: Literal["convex", "rrf"] = Field(
         default="convex", description="convex: min-max normalised scores, weighted; rrf: reciprocal ranks")
     lexical_weight: float = Field(default=0.5, ge=0, le=1,

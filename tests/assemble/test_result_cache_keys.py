@@ -27,8 +27,8 @@ path = "docs"
 include = ["**/*.md"]
 """
 # Each knob of [retrieval] that the request does not carry, with a new value. The key must see every one, even
-# where it changes nothing here: max_term_share acts only on corpora of PRUNE_FROM_CHUNKS chunks or more, and
-# by_document only with both legs (lexical only, a document's best chunk scores the same either way).
+# where it changes nothing here: max_term_share is deprecated (BM25 is exact whatever it says), and by_document
+# acts only with both legs (lexical only, a document's best chunk scores the same either way).
 KNOBS = {"candidates": "2", "rrf_k": "1", "max_term_share": "0.01", "fusion": '"rrf"', "lexical_weight": "0.2",
          "by_document": "false"}
 CHANGES_HERE = set(KNOBS) - {"max_term_share", "by_document"}
