@@ -69,26 +69,22 @@ class Retriever:
         t2 = time.perf_counter()
         lex_rank = {cid: r for r, (cid, _) in enumerate(lexical, 1)}
         vec = {cid: (r, d) for r, (cid, d) in enumerate(vector, 1)}
-        # Every candidate is read once from SQLite: fusion by document needs each chunk's document, and
-        # the rows are checked and returned anyway.
-        rows = {hit.chunk_id: hit for hit in self._hydrate(list(dict.fromkeys([*lex_rank, *vec])))}
-        fused = fuse([(cid, -rank) for cid, rank in lexical],  # FTS5's bm25() is lower-is-better
-                     [(cid, 1.0 - dist) for cid, dist in vector],  # cosine distance -> similarity
+        # Every candidate is read once from SQLite and re-checked on its row (the truth decides, whatever the
+        # vector index holds) before fusion, so what is filtered out never sets a leg's normalisation.
+        rows = {hit.chunk_id: hit for hit in self._hydrate(list(dict.fromkeys([*lex_rank, *vec])))
+                if _allowed(hit, filters)}
+        fused = fuse([(cid, -rank) for cid, rank in lexical if cid in rows],  # FTS5's bm25(): lower is better
+                     [(cid, 1.0 - dist) for cid, dist in vector if cid in rows],  # cosine distance -> similarity
                      self.fusion, {cid: hit.doc_id for cid, hit in rows.items()})
         hits = []
-        for cid, score in fused:
-            hit = rows.get(cid)
-            # Re-checked on the SQLite row: the truth decides, whatever the vector index holds.
-            if hit is None or not _allowed(hit, filters):
-                continue
+        for cid, score in fused[:limit]:
+            hit = rows[cid]
             hit.score = round(score, 6)
             hit.lexical_rank = lex_rank.get(cid)
             if cid in vec:
                 hit.vector_rank, dist = vec[cid]
                 hit.vector_distance = round(float(dist), 6)
             hits.append(hit)
-            if len(hits) >= limit:
-                break
         timings["fuse_ms"] = (time.perf_counter() - t2) * 1000
         return SearchResult(hits, timings)
 

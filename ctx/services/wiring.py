@@ -11,9 +11,10 @@ from ctx.process.tokens import canonical_encoding as get_encoding_name
 from ctx.retrieve.hybrid import Retriever
 from ctx.services.stores import Stores
 
-# The shape of what L2 holds (pickled Entry, Block, Assembly): bump it when those change, so a home
-# never unpickles results written by another version of ctx.
-CACHE_FORMAT = 1
+# The shape of what L2 holds (pickled Entry, Block, Assembly), and how results are ranked: bump it when
+# either changes, so a home never unpickles results written by another version of ctx, nor serves an upgrade
+# the ranking of the code before it (2: titles in BM25, exact BM25, convex fusion per document).
+CACHE_FORMAT = 2
 
 
 def build_assembler(stores: Stores, retriever: Callable[[], Retriever]) -> Assembler:
