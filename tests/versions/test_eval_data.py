@@ -14,19 +14,11 @@ from ctx.errors import UserError
 from ctx.versions.evalset import load
 from ctx.versions.metrics import RECALL_DEPTH, score
 from tests.helpers import FIXTURES
+from tests.versions.test_eval import LEXICAL
 
 QUERIES = FIXTURES / "eval" / "queries.jsonl"
 SERVED_METRICS = ("recall_at_k", "mrr", "ndcg_at_10", "token_efficiency", "retrieved", "found", "first_relevant",
                   "top", "tokens")
-
-LEXICAL = """
-[embedding]
-embedder = "none"
-
-[sources.docs]
-kind = "files"
-path = "{docs}"
-"""
 
 
 def _row(doc: str, provider: str = "retrieval") -> dict[str, Any]:
