@@ -72,3 +72,43 @@ def test_a_home_from_before_title_indexing_is_migrated_and_finds_titles(tmp_path
                                   ).fetchone()[0] == 0
     finally:
         catalog.close()
+
+
+class _KilledMidway(Database):
+    """A connection whose migration dies after the index was dropped and before it is whole again."""
+
+    def execute(self, sql: str, parameters: Any = None) -> Any:
+        if sql.startswith("create trigger chunks_au"):
+            raise sqlite3.OperationalError("killed")
+        return super().execute(sql, parameters) if parameters is not None else super().execute(sql)
+
+
+def test_a_migration_that_dies_midway_leaves_the_old_index_whole(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.db"
+    db = Database(sqlite3.connect(path))
+    migrations.apply(db, stop_before="m011_chunk_titles_in_fts")
+    db.table("documents").insert({"id": "d1", "source": "papers", "key": "p1", "title": RECORDS[0]["title"],
+                                  "version": 1})
+    db.table("chunks").insert({"id": "c1", "doc_id": "d1", "source": "papers", "version": 1, "ordinal": 0,
+                               "heading": "", "text": RECORDS[0]["text"], "start": 0, "end": 10})
+    db.conn.commit()
+    db.conn.close()
+
+    dying = _KilledMidway(sqlite3.connect(path))
+    try:
+        migrations.apply(dying)
+    except sqlite3.OperationalError:
+        pass
+    dying.conn.close()
+    after = Database(sqlite3.connect(path))
+    # Nothing of it stayed: no title column, the old index still answers, and the migration is still to do.
+    assert "title" not in after.table("chunks").columns_dict
+    assert after.execute("select count(*) from chunks_fts where chunks_fts match 'services'").fetchone()[0] == 1
+    assert "m011_chunk_titles_in_fts" not in {m.name for m in migrations.applied(after)}
+    after.conn.close()
+
+    catalog = Catalog(path)  # the next open completes it
+    try:
+        assert catalog.db.execute("select count(*) from chunks_fts where chunks_fts match 'zanzibar'").fetchone()[0] == 1
+    finally:
+        catalog.close()
