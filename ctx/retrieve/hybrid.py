@@ -43,9 +43,9 @@ class SearchResult:
 
 class Retriever:
     def __init__(self, catalog: Catalog, vectors: VectorStore | None, embedder: CachedEmbedder | None,
-                 candidates: int = 50, fusion: Fusion | None = None, max_term_share: float = 0.1) -> None:
+                 candidates: int = 50, fusion: Fusion | None = None) -> None:
         self.catalog = catalog
-        self.lexical = Lexical(catalog, max_term_share)
+        self.lexical = Lexical(catalog)
         self.vectors = vectors
         self.embedder = embedder
         self.candidates = candidates

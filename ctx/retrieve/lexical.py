@@ -82,10 +82,8 @@ MAX_CACHED_TERMS = 50_000  # term row counts kept per index state (a few MB at m
 
 
 class Lexical:
-    def __init__(self, catalog: Catalog, max_term_share: float = 0.1, prune_from: int = PRUNE_FROM_CHUNKS) -> None:
+    def __init__(self, catalog: Catalog, prune_from: int = PRUNE_FROM_CHUNKS) -> None:
         self.catalog = catalog
-        # Deprecated: pruning no longer changes results; accepted so existing callers and configs work.
-        self.max_term_share = max_term_share
         self.prune_from = prune_from
         self.counts = LexicalCounts()
         self._hits: tuple[bytes, dict[str, int]] = (b"", {})

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctx import plugins
 from ctx.assemble.assembler import AssembledContext, Assembler, AssembleRequest
@@ -28,6 +28,11 @@ from ctx.versions.asof import parse_as_of, snapshot
 from ctx.versions.manage import index_settings, rebase_past
 from ctx.versions.ports import History
 from ctx.versions.store import Version, VersionStore, settings_for, version_config
+
+if TYPE_CHECKING:
+    from ctx.process.embedding import CachedEmbedder
+    from ctx.settings.pipeline import RetrievalSettings
+    from ctx.store.vectors import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +96,7 @@ class AssemblyService:
 
     @cached_property
     def retriever(self) -> Retriever:
-        r = self.settings.retrieval
-        fusion = Fusion(r.fusion, r.lexical_weight, r.rrf_k, r.by_document)
-        return Retriever(self.catalog, self.stores.vectors, self.embedder, r.candidates, fusion, r.max_term_share)
+        return retriever_for(self.catalog, self.stores.vectors, self.embedder, self.settings.retrieval)
 
     @cached_property
     def assembler(self) -> Assembler:
@@ -277,3 +280,11 @@ class AssemblyService:
             self.assembler.close()
         if self._own_stores:
             self.stores.close()
+
+
+def retriever_for(catalog: Catalog, vectors: VectorStore | None, embedder: CachedEmbedder | None,
+                  r: RetrievalSettings) -> Retriever:
+    """The retriever of a [retrieval] table. ``max_term_share`` is read by nothing: it is deprecated (the
+    lexical leg is exact BM25 whatever it says) and stays a setting only so old ctx.toml files load."""
+    return Retriever(catalog, vectors, embedder, r.candidates, Fusion(r.fusion, r.lexical_weight, r.rrf_k,
+                                                                     r.by_document))

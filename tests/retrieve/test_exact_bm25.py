@@ -25,6 +25,8 @@ from ctx.retrieve.bm25_bounds import (
 )
 from ctx.retrieve.hybrid import Filters
 from ctx.retrieve.lexical import Lexical, query_terms
+from ctx.services.assembly import retriever_for
+from ctx.settings.pipeline import RetrievalSettings
 from ctx.store.catalog import Catalog
 
 # Zipf-like: the first words land in most chunks (the costly terms pruning exists for), the last in few.
@@ -131,8 +133,11 @@ def test_a_selection_returns_exactly_its_rows_with_their_full_scores(catalog: Ca
 
 def test_max_term_share_no_longer_changes_results(catalog: Catalog) -> None:
     query, filters = "w0 w1 w2 w30 cells", Filters()
-    rankings = {share: Lexical(catalog, share, prune_from=1).search(query, filters, 20, False)
-                for share in (0.01, 0.1, 1.0)}
+    rankings = {}
+    for share in (0.01, 0.1, 1.0):  # the retriever ctx builds from each [retrieval] table
+        lexical = retriever_for(catalog, None, None, RetrievalSettings(max_term_share=share)).lexical
+        lexical.prune_from = 1
+        rankings[share] = lexical.search(query, filters, 20, False)
     assert rankings[0.01] == rankings[0.1] == rankings[1.0] == reference(catalog, query, filters, 20, False)
 
 
