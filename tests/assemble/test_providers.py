@@ -400,6 +400,16 @@ def orders_api(loopback: Callable[..., Loopback]) -> Loopback:
     return loopback(_orders)
 
 
+# The recipe both orders providers are asked through.
+ORDERS_RECIPE = """
+[recipes.orders]
+deadline = "10s"
+
+[recipes.orders.providers.orders]
+criticality = "important"
+"""
+
+
 def _http(port: int, headers: str = 'Authorization = "Bearer ${ORDERS_TOKEN}"') -> str:
     return f"""
 [providers.orders]
@@ -411,13 +421,7 @@ key_field = "id"
 title_field = "item"
 text_fields = ["item", "status"]
 timeout = "5s"
-
-[recipes.orders]
-deadline = "10s"
-
-[recipes.orders.providers.orders]
-criticality = "important"
-"""
+""" + ORDERS_RECIPE
 
 
 def test_http_provider_calls_the_api_with_the_env_token(orders_api: Loopback, write_config, ctx_cli,
@@ -517,13 +521,7 @@ params = {{ api_key = "${{ORDERS_KEY}}", for = "{{user}}" }}
 records_path = "data.orders"
 text_fields = ["item", "status"]
 timeout = "5s"
-
-[recipes.orders]
-deadline = "10s"
-
-[recipes.orders.providers.orders]
-criticality = "important"
-"""
+""" + ORDERS_RECIPE
 
 
 def test_http_provider_key_in_the_url_and_query_reaches_the_api_and_nothing_else(

@@ -43,9 +43,10 @@ def test_a_word_only_in_the_title_finds_the_document(tmp_path: Path, ctx_cli: Ca
     assert "Zanzibar" not in hits[0]["text"]
 
 
-def test_a_home_from_before_title_indexing_is_migrated_and_finds_titles(tmp_path: Path) -> None:
-    path = tmp_path / "catalog.db"
-    db = Database(sqlite3.connect(path))  # the schema as it was before titles were indexed
+def _home_before_titles(root: Path) -> Path:
+    """A catalog with the schema as it was before titles were indexed, holding one document and its chunk."""
+    path = root / "catalog.db"
+    db = Database(sqlite3.connect(path))
     migrations.apply(db, stop_before="m011_chunk_titles_in_fts")
     assert "title" not in db.table("chunks").columns_dict
     db.table("documents").insert({"id": "d1", "source": "papers", "key": "p1", "title": RECORDS[0]["title"],
@@ -54,6 +55,11 @@ def test_a_home_from_before_title_indexing_is_migrated_and_finds_titles(tmp_path
                                "heading": "", "text": RECORDS[0]["text"], "start": 0, "end": 10})
     db.conn.commit()
     db.conn.close()
+    return path
+
+
+def test_a_home_from_before_title_indexing_is_migrated_and_finds_titles(tmp_path: Path) -> None:
+    path = _home_before_titles(tmp_path)
 
     catalog = Catalog(path)  # opening it applies the migration
     try:
@@ -84,15 +90,7 @@ class _KilledMidway(Database):
 
 
 def test_a_migration_that_dies_midway_leaves_the_old_index_whole(tmp_path: Path) -> None:
-    path = tmp_path / "catalog.db"
-    db = Database(sqlite3.connect(path))
-    migrations.apply(db, stop_before="m011_chunk_titles_in_fts")
-    db.table("documents").insert({"id": "d1", "source": "papers", "key": "p1", "title": RECORDS[0]["title"],
-                                  "version": 1})
-    db.table("chunks").insert({"id": "c1", "doc_id": "d1", "source": "papers", "version": 1, "ordinal": 0,
-                               "heading": "", "text": RECORDS[0]["text"], "start": 0, "end": 10})
-    db.conn.commit()
-    db.conn.close()
+    path = _home_before_titles(tmp_path)
 
     dying = _KilledMidway(sqlite3.connect(path))
     try:
